@@ -1,0 +1,73 @@
+"""Settings read once from the environment: every name is defined here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPLIES_DIR = REPO_ROOT / "replies"
+DEFAULT_INSTANCE_DIR = REPO_ROOT / "instance"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in _TRUE
+
+
+def _opt(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; build it with :meth:`from_env` so defaults live in one place."""
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_phone_number: str | None = None
+    database_url: str | None = None
+    secret_key: str | None = None
+    public_url: str | None = None
+    dev: bool = False
+    trusted_proxies: int = 0
+    replies_dir: Path = DEFAULT_REPLIES_DIR
+    instance_dir: Path = DEFAULT_INSTANCE_DIR
+    context_minutes: int = 15
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read every setting from the environment (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        instance = Path(env.get("HELPLINE_INSTANCE_DIR") or DEFAULT_INSTANCE_DIR)
+        return cls(
+            twilio_account_sid=_opt(env.get("TWILIO_ACCOUNT_SID")),
+            twilio_auth_token=_opt(env.get("TWILIO_AUTH_TOKEN")),
+            twilio_phone_number=_opt(env.get("TWILIO_PHONE_NUMBER")),
+            database_url=_opt(env.get("DATABASE_URL")),
+            secret_key=_opt(env.get("SECRET_KEY")),
+            public_url=_opt(env.get("HELPLINE_PUBLIC_URL")),
+            dev=_flag(env.get("HELPLINE_DEV")),
+            trusted_proxies=int(env.get("HELPLINE_TRUSTED_PROXIES") or 0),
+            replies_dir=Path(env.get("HELPLINE_REPLIES_DIR") or DEFAULT_REPLIES_DIR),
+            instance_dir=instance,
+            context_minutes=int(env.get("HELPLINE_CONTEXT_MINUTES") or 15),
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the instance folder."""
+        if self.database_url:
+            url = self.database_url
+            # Hosted PostgreSQL often hands out postgres:// URLs; SQLAlchemy wants a driver name.
+            if url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://"):]
+            elif url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            return url
+        return f"sqlite:///{self.instance_dir / 'helpline.sqlite3'}"

@@ -1,0 +1,91 @@
+"""Content checks for replies/: SMS limits, the clinic number, reachability, rule examples.
+
+Used by ``helpline check-content`` and by the test suite, so a clinician's edit that breaks a
+rule fails before it ships.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bot.core.content import Content
+from bot.core.engine import HELP, OPT_IN, OPT_OUT, TO_ENGLISH, TO_SPANISH, Bot, Inbound, State, keyword
+from bot.core.sms import fits, non_gsm7, segments
+
+# Dosing or taper instructions have no place in a text reply.
+DOSING = re.compile(r"\b\d+(\.\d+)?\s?(mg|milligram|ml|mcg)\b|\btaper (by|over)\b|\breduce (your|the) dose by\b"
+                    r"|\bevery \d+ (days|weeks)\b|\bpor ciento\b|%", re.I)
+RESERVED = OPT_OUT | OPT_IN | HELP | TO_SPANISH | TO_ENGLISH
+CRISIS_MUST = {"en": ("911", "988", "automated"), "es": ("911", "988", "automátic", "AYUDA")}
+
+
+def check(content: Content) -> list[str]:
+    """Every problem found, as readable lines; an empty list means the content is sound."""
+    problems: list[str] = []
+    bot = Bot(content)
+    phone = content.clinic_phone
+
+    def reply_ok(where: str, text: str, lang: str) -> None:
+        if phone not in text:
+            problems.append(f"{where}: lacks the clinic number {phone}")
+        if not fits(text, lang):
+            detail = f"{len(text)} chars, {segments(text)} segments"
+            bad = non_gsm7(text) if lang == "en" else []
+            problems.append(f"{where}: too long or not plain GSM-7 ({detail}{', non-GSM-7: ' + ''.join(bad) if bad else ''})")
+        if DOSING.search(text):
+            problems.append(f"{where}: looks like dosing or taper instructions")
+
+    for lang, messages in content.messages.items():
+        for key, text in messages.items():
+            if key == "review_footer":
+                continue
+            reply_ok(f"messages.{lang}.{key}", text, lang)
+        for key in ("crisis_emergency", "crisis_urgent", "help", "review"):
+            for needle in CRISIS_MUST[lang][:2]:
+                if needle not in messages[key]:
+                    problems.append(f"messages.{lang}.{key}: must mention {needle}")
+        for key in ("crisis_emergency", "crisis_urgent"):
+            for needle in CRISIS_MUST[lang]:
+                if needle.lower() not in messages[key].lower():
+                    problems.append(f"messages.{lang}.{key}: must mention {needle!r}")
+
+    ids = {lang: [t.id for t in topics] for lang, topics in content.topics.items()}
+    if ids.get("en") != ids.get("es"):
+        problems.append(f"topics differ between languages: en={ids.get('en')} es={ids.get('es')}")
+    for lang, topics in content.topics.items():
+        owner: dict[str, str] = {}
+        for topic in topics:
+            reply_ok(f"topics.{lang}.{topic.id}", topic.reply, lang)
+            for needle in topic.must_include:
+                if needle.lower() not in topic.reply.lower():
+                    problems.append(f"topics.{lang}.{topic.id}: reply must include {needle!r}")
+            for kw in (*topic.keywords, *topic.weak_keywords):
+                if kw in owner and owner[kw] != topic.id:
+                    problems.append(f"topics.{lang}: keyword {kw!r} is in both {owner[kw]} and {topic.id}")
+                owner[kw] = topic.id
+            # Reachable: the menu word and every keyword alone lead to this topic.
+            for kw in (topic.menu_word, *topic.keywords):
+                if keyword(kw) in RESERVED:
+                    continue  # STOP/QUIT/HELP/ESPANOL alone are compliance or language commands
+                got = bot.decide(Inbound(sender="check", body=kw), _state(lang))
+                if got.topic != topic.id:
+                    problems.append(f"topics.{lang}.{topic.id}: keyword {kw!r} leads to "
+                                    f"{got.topic or got.kind} instead (shadowed)")
+
+    for rule in content.rules:
+        if not rule.examples:
+            problems.append(f"rule {rule.id}: has no examples")
+        for ex in rule.examples:
+            verdict = bot.triager.triage(ex)
+            if rule.id not in verdict.rules:
+                problems.append(f"rule {rule.id}: example {ex!r} does not fire it (got {verdict.rules or 'nothing'})")
+    for idiom in content.idioms:
+        for ex in idiom.examples:
+            verdict = bot.triager.triage(ex)
+            if verdict.escalate:
+                problems.append(f"idiom {idiom.id}: example {ex!r} still escalates via {verdict.rule}")
+    return problems
+
+
+def _state(lang: str) -> State:
+    return State(language=lang)

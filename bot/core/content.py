@@ -1,0 +1,157 @@
+"""Load everything under ``replies/``: clinic facts, fixed messages, topics and the crisis lexicon."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+LANGUAGES = ("en", "es")
+SEVERITIES = ("emergency", "urgent", "review")  # most severe first
+
+# Fixed messages every language must define.
+MESSAGE_KEYS = (
+    "crisis_emergency", "crisis_urgent", "review", "review_footer", "help", "menu",
+    "media", "optin", "language_set", "trouble", "fallback",
+)
+
+
+class ContentError(ValueError):
+    """The files under replies/ are malformed."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A guide topic: what it is called, the words that reach it, and its reply."""
+
+    id: str
+    language: str
+    keywords: tuple[str, ...]
+    reply: str
+    menu_word: str
+    weak_keywords: tuple[str, ...] = ()
+    must_include: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One crisis rule as written in replies/crisis/rules.toml."""
+
+    id: str
+    severity: str
+    slots: tuple[tuple[str, ...], ...]  # each slot: labels that may fill it
+    ordered: bool
+    gap: int
+    window: int
+    whole: bool
+    negatable: bool
+    examples: tuple[str, ...]
+    raise_with: tuple[str, ...] = ()
+    note: str = ""
+    order: int = 0
+
+
+@dataclass(frozen=True)
+class Content:
+    """All reply content and crisis rules, loaded and rendered once."""
+
+    root: Path
+    clinic_name: str
+    clinic_phone: str
+    messages: dict[str, dict[str, str]]
+    topics: dict[str, tuple[Topic, ...]]
+    keywords: dict[str, dict[str, tuple[str, ...]]]
+    concepts: dict[str, tuple[str, ...]]
+    rules: tuple[Rule, ...]
+    idioms: tuple[Rule, ...]
+    emoji: dict[str, str]
+    replace: dict[str, str]
+    never_fuzzy: tuple[str, ...]
+    number_min: int
+    language_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def message(self, key: str, language: str) -> str:
+        """A fixed message in the given language, falling back to English."""
+        return self.messages.get(language, {}).get(key) or self.messages["en"][key]
+
+
+def _read(path: Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ContentError(f"missing content file {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ContentError(f"{path}: {exc}") from exc
+
+
+def _render(text: str, clinic: dict) -> str:
+    return text.strip().replace("{clinic}", clinic["name"]).replace("{phone}", clinic["phone"])
+
+
+def parse_rule(raw: dict, where: str, default_severity: str | None = None, order: int = 0) -> Rule:
+    """Build a Rule from its TOML table; patterns are 'SLOT SLOT', a slot is 'A|b|C'."""
+    rid = raw.get("id")
+    if not rid:
+        raise ContentError(f"{where}: a rule without id")
+    severity = raw.get("severity", default_severity)
+    if severity not in SEVERITIES and severity != "none":
+        raise ContentError(f"{where}: rule {rid} has severity {severity!r}")
+    if ("pattern" in raw) == ("all" in raw):
+        raise ContentError(f"{where}: rule {rid} needs exactly one of 'pattern' or 'all'")
+    spec = raw["pattern"].split() if "pattern" in raw else list(raw["all"])
+    slots = tuple(tuple(s.split("|")) for s in spec)
+    return Rule(
+        id=rid, severity=severity, slots=slots, ordered="pattern" in raw,
+        gap=int(raw.get("gap", 1)), window=int(raw.get("window", 8)),
+        whole=bool(raw.get("whole", False)), negatable=bool(raw.get("negatable", True)),
+        examples=tuple(raw.get("examples", ())), raise_with=tuple(raw.get("raise_with", ())),
+        note=raw.get("note", ""), order=order,
+    )
+
+
+def load(root: Path | str) -> Content:
+    """Read and render the whole replies/ folder."""
+    root = Path(root)
+    clinic = _read(root / "clinic.toml")
+    messages: dict[str, dict[str, str]] = {}
+    topics: dict[str, tuple[Topic, ...]] = {}
+    keywords: dict[str, dict[str, tuple[str, ...]]] = {}
+    for lang in LANGUAGES:
+        raw = _read(root / f"messages.{lang}.toml")
+        missing = [k for k in MESSAGE_KEYS if k not in raw]
+        if missing:
+            raise ContentError(f"messages.{lang}.toml lacks {', '.join(missing)}")
+        messages[lang] = {k: _render(v, clinic) for k, v in raw.items()}
+        raw_topics = _read(root / f"topics.{lang}.toml").get("topic", [])
+        items = []
+        for t in raw_topics:
+            kws = tuple(k.strip() for k in t["keywords"] if k.strip())
+            items.append(Topic(id=t["id"], language=lang, keywords=kws, reply=_render(t["reply"], clinic),
+                               menu_word=t.get("menu_word", kws[0] if kws else t["id"]),
+                               weak_keywords=tuple(t.get("weak_keywords", ())),
+                               must_include=tuple(t.get("must_include", ()))))
+        topics[lang] = tuple(items)
+        keywords[lang] = {t.id: t.keywords for t in items}
+    lex = _read(root / "crisis" / "lexicon.toml")
+    concepts = {name: tuple(terms) for name, terms in lex.get("concepts", {}).items()}
+    rules_raw = _read(root / "crisis" / "rules.toml").get("rule", [])
+    rules = tuple(parse_rule(r, "crisis/rules.toml", order=i) for i, r in enumerate(rules_raw))
+    idioms_raw = _read(root / "crisis" / "idioms.toml").get("idiom", [])
+    idioms = tuple(parse_rule(r, "crisis/idioms.toml", "none", i) for i, r in enumerate(idioms_raw))
+    lang_raw = _read(root / "language.toml")
+    return Content(
+        root=root, clinic_name=clinic["name"], clinic_phone=clinic["phone"],
+        messages=messages, topics=topics, keywords=keywords, concepts=concepts,
+        rules=rules, idioms=idioms, emoji=dict(lex.get("emoji", {})),
+        replace=dict(lex.get("replace", {})), never_fuzzy=tuple(lex.get("never_fuzzy", {}).get("words", ())),
+        number_min=int(lex.get("numbers", {}).get("many_at_least", 5)),
+        language_words={k: tuple(v) for k, v in lang_raw.items() if isinstance(v, list)},
+    )
+
+
+@lru_cache(maxsize=8)
+def load_cached(root: str) -> Content:
+    """Load once per folder per process."""
+    return load(Path(root))

@@ -1,0 +1,153 @@
+"""The decision for one inbound text: crisis first, then compliance words, then guide topics.
+
+This is the whole bot as a pure function of (message, what we know about the sender). The
+webhook, the terminal simulator, the batch ``triage`` command and the tests all call
+:meth:`Bot.decide`; storage and Twilio live outside.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from bot.core.content import Content, load_cached
+from bot.core.language import LanguageDetector
+from bot.core.normalize import strip_accents
+from bot.core.sms import fits
+from bot.core.topics import TopicMatcher
+from bot.core.triage import Triage, Triager, more_severe
+
+# Carrier compliance words: the whole message, any case (Twilio's list).
+OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+OPT_IN = frozenset({"START", "YES", "UNSTOP"})
+HELP = frozenset({"HELP", "INFO", "AYUDA"})
+TO_SPANISH = frozenset({"ESPANOL", "SPANISH"})
+TO_ENGLISH = frozenset({"ENGLISH", "INGLES"})
+
+# Triage reads this much of a body (a crisis can hide deep in a long text); topics read less.
+TRIAGE_CHARS = 20_000
+TOPIC_CHARS = 1_600
+
+_KEYWORD_STRIP = re.compile(r"[^A-Z]")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A channel-neutral inbound message."""
+
+    sender: str
+    body: str
+    channel: str = "sms"
+    message_id: str | None = None
+    media_count: int = 0
+
+
+@dataclass(frozen=True)
+class State:
+    """What storage knows about the sender; the defaults are what we assume when it is down."""
+
+    language: str | None = None
+    opted_out: bool = False
+    escalated: bool = False
+    recent: tuple[str, ...] = ()  # recent texts that did not escalate on their own
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one message."""
+
+    kind: str  # crisis, review, topic, menu, help, optout, optin, language, media, silent
+    reply: str | None
+    language: str
+    triage: Triage
+    topic: str | None = None
+    opt_out: bool | None = None  # True: opted out now; False: opted back in now
+    remember_language: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def keyword(text: str) -> str:
+    """The message as a bare keyword: 'Stop.' -> 'STOP', 'Español' -> 'ESPANOL'."""
+    return _KEYWORD_STRIP.sub("", strip_accents(text or "").upper())
+
+
+class Bot:
+    """Content compiled into matchers; one per process."""
+
+    def __init__(self, content: Content):
+        self.content = content
+        self.triager = Triager(content)
+        self.topics = TopicMatcher(content)
+        self.languages = LanguageDetector(content)
+
+    def triage(self, text: str, recent: tuple[str, ...] = ()) -> Triage:
+        """Triage a text, also read together with the sender's last few texts."""
+        verdict = self.triager.triage((text or "")[:TRIAGE_CHARS])
+        if recent:
+            joined = "\n".join((*recent, text or ""))[-TRIAGE_CHARS:]
+            together = self.triager.triage(joined)
+            if more_severe(together.severity, verdict.severity) != verdict.severity:
+                verdict = together
+        return verdict
+
+    def crisis_reply(self, severity: str, language: str) -> str:
+        """The fixed crisis reply for a paging tier."""
+        return self.content.message(f"crisis_{severity}", language)
+
+    def decide(self, msg: Inbound, state: State = State()) -> Decision:
+        """Decide the reply and side effects for one message."""
+        text = msg.body or ""
+        verdict = self.triage(text, state.recent)
+        word = keyword(text)
+        detected = self.languages.detect(text)
+        language = detected or state.language or "en"
+        if word in TO_SPANISH:
+            language = "es"
+        elif word in TO_ENGLISH:
+            language = "en"
+        remember = language if language != state.language and (detected or word in TO_SPANISH | TO_ENGLISH) else None
+
+        def decision(kind, reply, **kw):
+            return Decision(kind, reply, language, verdict, remember_language=remember, **kw)
+
+        if verdict.pages:
+            # Crisis outranks everything: opt-out, an open escalation, any keyword.
+            return decision("crisis", self.crisis_reply(verdict.severity, language))
+        if word in OPT_OUT:
+            # Twilio sends the carrier confirmation itself; anything we add would be blocked.
+            return decision("optout", None, opt_out=True)
+        if word in OPT_IN and state.opted_out:
+            return decision("optin", self.content.message("optin", language), opt_out=False)
+        if word in HELP:
+            return decision("help", self.content.message("help", language))
+        if state.opted_out or state.escalated:
+            # Opted out: they asked for silence. Escalated: a human is handling the conversation.
+            return decision("silent", None)
+        if word in TO_SPANISH or word in TO_ENGLISH:
+            return decision("language", self.content.message("language_set", language))
+        if not text.strip():
+            key = "media" if msg.media_count else "fallback"
+            return decision("media" if msg.media_count else "menu", self.content.message(key, language))
+        topic = self.topics.match(text[:TOPIC_CHARS], language)
+        if verdict.escalate:
+            return decision("review", self._review_reply(topic.reply if topic else None, language),
+                            topic=topic.id if topic else None)
+        if topic:
+            return decision("topic", topic.reply, topic=topic.id)
+        return decision("menu", self.content.message("menu", language))
+
+    def _review_reply(self, answer: str | None, language: str) -> str:
+        """Answer the question with a one-line 911/988 footer when both fit; else the review message."""
+        if answer:
+            combined = f"{answer} {self.content.message('review_footer', language)}"
+            if fits(combined, language):
+                return combined
+        return self.content.message("review", language)
+
+
+@lru_cache(maxsize=4)
+def get_bot(replies_dir: str | Path) -> Bot:
+    """The process-wide bot for a replies folder."""
+    return Bot(load_cached(str(replies_dir)))

@@ -1,0 +1,29 @@
+"""Per-message language detection (English or Spanish) from marker words."""
+
+from __future__ import annotations
+
+from bot.core.content import Content
+from bot.core.normalize import words
+
+_SPANISH_MARKS = set("ñ¿¡áíóú")
+
+
+class LanguageDetector:
+    """Counts marker words of each language; says None when the text does not tell."""
+
+    def __init__(self, content: Content):
+        self._markers = {lang: frozenset(w.lower() for w in content.language_words.get(lang, ()))
+                         for lang in ("en", "es")}
+
+    def detect(self, text: str) -> str | None:
+        """'en', 'es', or None when the message is too short or mixed evenly."""
+        toks = words(text or "")
+        en = sum(1 for t in toks if t in self._markers["en"])
+        es = sum(1 for t in toks if t in self._markers["es"])
+        if any(ch in _SPANISH_MARKS for ch in (text or "").lower()):
+            es += 1
+        if es > en:
+            return "es"
+        if en > es:
+            return "en"
+        return None

@@ -1,0 +1,71 @@
+"""Turn a raw text message into lowercase, accent-free tokens the matchers can read."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Mapping
+
+BOUNDARY = "."  # token that marks a sentence end; scope rules stop at it
+
+_APOSTROPHES = re.compile(r"['\u2019\u2018`\u00b4]")
+_TOKEN = re.compile(r"[a-z0-9]+|[.!?\n]+")
+_NUM_UNIT = re.compile(r"^(\d+)([a-z]+)$")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_REPEATS = re.compile(r"(.)\1+")
+
+
+def strip_accents(text: str) -> str:
+    """Remove combining marks so 'Síntomas' and 'sintomas' compare equal."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def squeeze(word: str) -> str:
+    """Collapse repeated letters ('valiumm' -> 'valium', 'killl' -> 'kil')."""
+    return _REPEATS.sub(r"\1", word)
+
+
+def fold(text: str, emoji: Mapping[str, str] | None = None,
+         replace: Mapping[str, str] | None = None) -> str:
+    """Lowercase, map emoji to words, apply literal rewrites and drop accents and apostrophes."""
+    text = unicodedata.normalize("NFKC", text)
+    if emoji:
+        for symbol, word in emoji.items():
+            if symbol in text:
+                text = text.replace(symbol, f" {word} ")
+    text = text.lower()
+    if replace:
+        for old, new in replace.items():
+            if old in text:
+                text = text.replace(old, new)
+    text = strip_accents(text)
+    # "don't" -> "dont": apostrophes join words rather than split them.
+    return _APOSTROPHES.sub("", text)
+
+
+def tokenize(folded: str) -> list[str]:
+    """Split folded text into word tokens and sentence-boundary tokens."""
+    tokens: list[str] = []
+    for raw in _TOKEN.findall(folded):
+        if raw[0] in ".!?\n":
+            if tokens and tokens[-1] != BOUNDARY:
+                tokens.append(BOUNDARY)
+            continue
+        if raw.isdigit() or raw.isalpha():
+            tokens.append(raw)
+            continue
+        unit = _NUM_UNIT.match(raw)
+        if unit:  # "10mg" -> "10", "mg"
+            tokens.extend(unit.groups())
+        else:  # "k1ll", "su1c1de": digits inside a word are letters in disguise
+            tokens.append(raw.translate(_LEET))
+    if tokens and tokens[-1] == BOUNDARY:
+        tokens.pop()
+    return tokens
+
+
+def words(text: str, emoji: Mapping[str, str] | None = None,
+          replace: Mapping[str, str] | None = None) -> list[str]:
+    """Fold and tokenize in one step."""
+    return tokenize(fold(text, emoji, replace))

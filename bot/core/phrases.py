@@ -1,0 +1,145 @@
+"""Find labelled phrases in a token list, tolerating typos, without scanning phrase by phrase.
+
+A :class:`PhraseIndex` is built once from ``{phrase: labels}``. Every message token is resolved
+to the vocabulary words it could be (exact, repeated letters squeezed, or within a small
+edit distance through a symmetric-delete index), then phrases are found by looking up the
+resolved first word in a dict. Cost grows with the message, not with the number of phrases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from bot.core.normalize import BOUNDARY, squeeze, tokenize, fold
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One phrase occurrence: its label and the token span ``[start, end)``."""
+
+    label: str
+    start: int
+    end: int
+
+
+def _deletes(word: str, depth: int) -> set[str]:
+    out = {word}
+    frontier = {word}
+    for _ in range(depth):
+        nxt = set()
+        for w in frontier:
+            for i in range(len(w)):
+                nxt.add(w[:i] + w[i + 1:])
+        out |= nxt
+        frontier = nxt
+    return out
+
+
+def edit_distance(a: str, b: str, limit: int = 3) -> int:
+    """Optimal-string-alignment distance (Levenshtein plus adjacent swaps)."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def max_typos(word: str) -> int:
+    """How many typos a word of this length may carry: short words must be exact."""
+    if len(word) >= 9:
+        return 2
+    if len(word) >= 5:
+        return 1
+    return 0
+
+
+class PhraseIndex:
+    """Typo-tolerant multi-word phrase finder over a fixed vocabulary."""
+
+    def __init__(self, phrases: Mapping[str, Iterable[str]], never_fuzzy: Iterable[str] = (),
+                 emoji: Mapping[str, str] | None = None, replace: Mapping[str, str] | None = None):
+        self.emoji = dict(emoji or {})
+        self.replace = dict(replace or {})
+        self._never_fuzzy = {squeeze(w) for w in never_fuzzy}
+        self._heads: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        vocab: set[str] = set()
+        for phrase, labels in phrases.items():
+            toks = tuple(t for t in tokenize(fold(phrase, replace=self.replace)) if t != BOUNDARY)
+            if not toks:
+                continue
+            vocab.update(toks)
+            for label in labels:
+                self._heads.setdefault(toks[0], []).append((toks[1:], label))
+        self.vocab = frozenset(vocab)
+        self._squeezed: dict[str, set[str]] = {}
+        self._fuzzy: dict[str, set[str]] = {}
+        for word in vocab:
+            self._squeezed.setdefault(squeeze(word), set()).add(word)
+            for d in _deletes(word, max_typos(word)):
+                self._fuzzy.setdefault(d, set()).add(word)
+        self._cache: dict[str, frozenset[str]] = {}
+
+    def resolve(self, token: str) -> frozenset[str]:
+        """Vocabulary words this token may stand for (empty if none)."""
+        hit = self._cache.get(token)
+        if hit is not None:
+            return hit
+        out = self._resolve(token)
+        if len(self._cache) > 50_000:  # bounded: texters can invent endless tokens
+            self._cache.clear()
+        self._cache[token] = out
+        return out
+
+    def _resolve(self, token: str) -> frozenset[str]:
+        if token in self.vocab:
+            return frozenset((token,))
+        sq = squeeze(token)
+        if sq in self._squeezed:
+            return frozenset(self._squeezed[sq])
+        if sq in self._never_fuzzy or token.isdigit():
+            return frozenset()
+        best: set[str] = set()
+        best_d = 99
+        for cand_key in _deletes(token, max_typos(token)):
+            for cand in self._fuzzy.get(cand_key, ()):
+                # Typos rarely hit the first letter; requiring it keeps "diet" away from "died".
+                if cand[0] != token[0]:
+                    continue
+                limit = min(max_typos(cand), max_typos(token))
+                if limit == 0:
+                    continue
+                d = edit_distance(token, cand, limit)
+                if d <= limit:
+                    if d < best_d:
+                        best, best_d = {cand}, d
+                    elif d == best_d:
+                        best.add(cand)
+        return frozenset(best)
+
+    def tokens(self, text: str) -> list[str]:
+        """Tokenize a raw message with this index's emoji map and rewrites."""
+        return tokenize(fold(text, self.emoji, self.replace))
+
+    def find(self, tokens: list[str]) -> list[Found]:
+        """Every phrase occurrence in the token list."""
+        resolved = [self.resolve(t) if t != BOUNDARY else frozenset() for t in tokens]
+        found: list[Found] = []
+        n = len(tokens)
+        for i in range(n):
+            for word in resolved[i]:
+                for tail, label in self._heads.get(word, ()):
+                    end = i + 1 + len(tail)
+                    if end > n:
+                        continue
+                    if all(tail[k] in resolved[i + 1 + k] for k in range(len(tail))):
+                        found.append(Found(label, i, end))
+        return found

@@ -1,0 +1,169 @@
+"""Handle one inbound message end to end: dedupe, decide, store, escalate, reply.
+
+The order is what keeps a texter safe: the decision is computed from the pure core, storage
+is one transaction (inbound message + escalation + reply), and if storage fails the texter
+still gets the crisis reply (or, for routine texts, a short "call us"), logged loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.core.engine import Bot, Decision, Inbound, State
+from bot.core.triage import RANK
+from bot.store.db import Database
+from bot.store.models import OPEN_STATUSES, Contact, Escalation, Message, mask, utcnow
+
+logger = logging.getLogger(__name__)
+
+RECENT_LIMIT = 3
+ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one inbound message."""
+
+    reply: str | None
+    decision: Decision | None
+    stored: bool
+    duplicate: bool = False
+    escalation_id: int | None = None
+
+
+class Helpline:
+    """The bot plus its storage; channel adapters (webhook, simulator) call :meth:`handle`."""
+
+    def __init__(self, bot: Bot, db: Database | None, context_minutes: int = 15):
+        self.bot = bot
+        self.db = db
+        self.context = timedelta(minutes=context_minutes)
+
+    def handle(self, msg: Inbound) -> Outcome:
+        """Process one inbound message exactly once and return the reply to send."""
+        if self.db is None:
+            return self._without_storage(msg, reason="no database configured")
+        for attempt in range(ATTEMPTS):
+            try:
+                return self._handle_stored(msg)
+            except IntegrityError:
+                # A concurrent delivery of the same MessageSid, or a race creating the contact or
+                # the open escalation: the next attempt sees the winner's rows.
+                logger.info("write race on attempt %d for %s; retrying", attempt + 1, mask(msg.sender))
+            except Exception:  # noqa: BLE001 - storage failure must not silence the reply
+                logger.exception("storage failed for a message from %s", mask(msg.sender))
+                return self._without_storage(msg, reason="storage error")
+        return self._without_storage(msg, reason="storage kept conflicting")
+
+    def _without_storage(self, msg: Inbound, reason: str) -> Outcome:
+        decision = self.bot.decide(msg, State())
+        if decision.triage.escalate:
+            logger.critical(
+                "ESCALATION NOT STORED (%s): %s %s via rule %s; crisis reply sent, staff must check /healthz",
+                reason, decision.triage.severity.upper(), mask(msg.sender), decision.triage.rule)
+        else:
+            logger.error("message from %s not stored (%s)", mask(msg.sender), reason)
+        if decision.kind in ("crisis", "help", "optout"):
+            reply = decision.reply
+        else:
+            reply = self.bot.content.message("trouble", decision.language)
+        return Outcome(reply, decision, stored=False)
+
+    def _handle_stored(self, msg: Inbound) -> Outcome:
+        with self.db.session() as s:
+            if msg.message_id:
+                seen = s.scalar(select(Message).where(Message.sid == msg.message_id))
+                if seen is not None:
+                    return self._replay(s, seen)
+            contact = s.scalar(select(Contact).where(Contact.address == msg.sender))
+            if contact is None:
+                contact = Contact(address=msg.sender, channel=msg.channel)
+                s.add(contact)
+                s.flush()
+            escalation = s.scalar(select(Escalation).where(
+                Escalation.contact_id == contact.id, Escalation.status.in_(OPEN_STATUSES)))
+            state = State(language=contact.language, opted_out=contact.opted_out,
+                          escalated=escalation is not None, recent=self._recent(s, contact))
+            decision = self.bot.decide(msg, state)
+            verdict = decision.triage
+            now = utcnow()
+            contact.last_seen_at = now
+            if decision.remember_language:
+                contact.language = decision.remember_language
+            if decision.opt_out is True:
+                contact.opted_out, contact.opted_out_at = True, now
+            elif decision.opt_out is False:
+                contact.opted_out, contact.opted_out_at = False, None
+            inbound = Message(contact_id=contact.id, direction="in", sid=msg.message_id, body=msg.body,
+                              media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
+                              rule=verdict.rule, topic=decision.topic, language=decision.language,
+                              created_at=now)
+            s.add(inbound)
+            s.flush()
+            if verdict.escalate:
+                escalation = self._escalate(s, contact, escalation, inbound, decision, msg)
+                inbound.escalation_id = escalation.id
+                logger.warning("escalation %d: %s %s rule=%s", escalation.id, verdict.severity,
+                               contact.masked, verdict.rule)
+            elif escalation is not None:
+                # A human owns this conversation: keep the transcript together.
+                inbound.escalation_id = escalation.id
+                escalation.message_count += 1
+                escalation.updated_at = now
+            if decision.reply:
+                s.add(Message(contact_id=contact.id, direction="out", body=decision.reply, kind="bot",
+                              reply_to_id=inbound.id, escalation_id=inbound.escalation_id,
+                              language=decision.language, created_at=now))
+            logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
+                        f" ({verdict.severity})" if verdict.severity else "")
+            return Outcome(decision.reply, decision, stored=True,
+                           escalation_id=escalation.id if escalation is not None else None)
+
+    def _recent(self, s: Session, contact: Contact) -> tuple[str, ...]:
+        """The sender's last few texts that did not escalate on their own (read with the new one)."""
+        since = utcnow() - self.context
+        rows = s.scalars(select(Message).where(
+            Message.contact_id == contact.id, Message.direction == "in", Message.created_at >= since)
+            .order_by(Message.id.desc()).limit(RECENT_LIMIT)).all()
+        recent = []
+        for row in rows:
+            if row.severity is not None:
+                break
+            if row.body:
+                recent.append(row.body)
+        return tuple(reversed(recent))
+
+    def _escalate(self, s: Session, contact: Contact, escalation: Escalation | None, inbound: Message,
+                  decision: Decision, msg: Inbound) -> Escalation:
+        verdict = decision.triage
+        now = utcnow()
+        if escalation is None:
+            escalation = Escalation(contact_id=contact.id, status="open", severity=verdict.severity,
+                                    rule=verdict.rule, rules=",".join(verdict.rules), channel=msg.channel,
+                                    opted_out=contact.opted_out,
+                                    about_other=any(h.about_other for h in verdict.hits),
+                                    first_message_id=inbound.id, created_at=now, updated_at=now)
+            s.add(escalation)
+            s.flush()
+            return escalation
+        escalation.message_count += 1
+        escalation.updated_at = now
+        escalation.opted_out = escalation.opted_out or contact.opted_out
+        if RANK[verdict.severity] > RANK[escalation.severity]:
+            escalation.severity, escalation.rule = verdict.severity, verdict.rule
+        known = set(filter(None, escalation.rules.split(",")))
+        escalation.rules = ",".join([*filter(None, escalation.rules.split(",")),
+                                     *(r for r in verdict.rules if r not in known)])
+        return escalation
+
+    def _replay(self, s: Session, seen: Message) -> Outcome:
+        """A Twilio retry: answer exactly as the first time, change nothing."""
+        reply = s.scalar(select(Message.body).where(Message.reply_to_id == seen.id))
+        logger.info("duplicate delivery %s ignored", seen.sid)
+        return Outcome(reply, None, stored=True, duplicate=True, escalation_id=seen.escalation_id)

@@ -1,0 +1,1 @@
+"""Durable storage: SQLAlchemy models and the database handle (SQLite or PostgreSQL)."""

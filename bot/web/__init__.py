@@ -1,0 +1,72 @@
+"""Flask app factory: settings, storage, the helpline service and the blueprints."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any, Mapping
+
+from flask import Flask
+from twilio.request_validator import RequestValidator
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from bot.config import Settings
+from bot.core.engine import get_bot
+from bot.service import Helpline
+from bot.store.db import Database
+
+logger = logging.getLogger(__name__)
+
+INSECURE_BANNER = (
+    "DEVELOPMENT MODE WITHOUT TWILIO_AUTH_TOKEN: /sms accepts UNSIGNED requests. "
+    "Never expose this server to the internet; set TWILIO_AUTH_TOKEN for real use."
+)
+
+
+class Extension:
+    """What the blueprints need, kept on ``app.extensions['helpline']``."""
+
+    def __init__(self, settings: Settings, db: Database, helpline: Helpline):
+        self.settings = settings
+        self.db = db
+        self.helpline = helpline
+        token = settings.twilio_auth_token
+        self.validator = RequestValidator(token) if token else None
+
+    @property
+    def insecure(self) -> bool:
+        """True when webhooks are accepted unsigned (explicit development mode only)."""
+        return self.validator is None and self.settings.dev
+
+
+def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app; tests pass their own Settings."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.config.update(
+        SECRET_KEY=settings.secret_key or secrets.token_hex(32),
+        MAX_CONTENT_LENGTH=256 * 1024,
+    )
+    if overrides:
+        app.config.update(overrides)
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+    db = Database(settings.sqlalchemy_url)
+    bot = get_bot(str(settings.replies_dir))
+    ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes))
+    app.extensions["helpline"] = ext
+    if ext.validator is None:
+        if settings.dev:
+            logger.warning(INSECURE_BANNER)
+        else:
+            logger.error("TWILIO_AUTH_TOKEN is not set: /sms will refuse every request (403). "
+                         "Set it, or set HELPLINE_DEV=1 for local development.")
+
+    from bot.web.health import bp as health_bp
+    from bot.web.sms import bp as sms_bp
+
+    app.register_blueprint(sms_bp)
+    app.register_blueprint(health_bp)
+    return app
