@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot.core.engine import Bot, Decision, Inbound, State
 from bot.core.triage import RANK
 from bot.store.db import Database
+from bot.store.spool import Spool
 from bot.store.models import OPEN_STATUSES, Contact, Escalation, Message, mask, utcnow
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,11 @@ class Outcome:
 class Helpline:
     """The bot plus its storage; channel adapters (webhook, simulator) call :meth:`handle`."""
 
-    def __init__(self, bot: Bot, db: Database | None, context_minutes: int = 15):
+    def __init__(self, bot: Bot, db: Database | None, context_minutes: int = 15, spool: Spool | None = None):
         self.bot = bot
         self.db = db
         self.context = timedelta(minutes=context_minutes)
+        self.spool = spool
 
     def handle(self, msg: Inbound) -> Outcome:
         """Process one inbound message exactly once and return the reply to send."""
@@ -51,7 +53,10 @@ class Helpline:
             return self._without_storage(msg, reason="no database configured")
         for attempt in range(ATTEMPTS):
             try:
-                return self._handle_stored(msg)
+                outcome = self._handle_stored(msg)
+                if self.spool is not None and self.spool.pending():
+                    self.replay_spool()
+                return outcome
             except IntegrityError:
                 # A concurrent delivery of the same MessageSid, or a race creating the contact or
                 # the open escalation: the next attempt sees the winner's rows.
@@ -61,7 +66,28 @@ class Helpline:
                 return self._without_storage(msg, reason="storage error")
         return self._without_storage(msg, reason="storage kept conflicting")
 
+    def replay_spool(self) -> int:
+        """Store messages that arrived while the database was down; returns how many."""
+        entries = self.spool.take()
+        stored = 0
+        for i, (msg, received_at) in enumerate(entries):
+            try:
+                self._handle_stored(msg, replayed_at=received_at)
+                stored += 1
+            except IntegrityError:
+                stored += 1  # already stored through a Twilio retry
+            except Exception:  # noqa: BLE001
+                logger.exception("spool replay stopped; %d entries go back", len(entries) - i)
+                self.spool.give_back(entries[i:])
+                return stored
+        self.spool.done()
+        if stored:
+            logger.warning("replayed %d message(s) stored late after a database outage", stored)
+        return stored
+
     def _without_storage(self, msg: Inbound, reason: str) -> Outcome:
+        if self.spool is not None and self.db is not None:
+            self.spool.append(msg, utcnow().isoformat())
         decision = self.bot.decide(msg, State())
         if decision.triage.escalate:
             logger.critical(
@@ -75,7 +101,7 @@ class Helpline:
             reply = self.bot.content.message("trouble", decision.language)
         return Outcome(reply, decision, stored=False)
 
-    def _handle_stored(self, msg: Inbound) -> Outcome:
+    def _handle_stored(self, msg: Inbound, replayed_at: str | None = None) -> Outcome:
         with self.db.session() as s:
             if msg.message_id:
                 seen = s.scalar(select(Message).where(Message.sid == msg.message_id))
@@ -92,7 +118,7 @@ class Helpline:
                           escalated=escalation is not None, recent=self._recent(s, contact))
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
-            now = utcnow()
+            now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()
             contact.last_seen_at = now
             if decision.remember_language:
                 contact.language = decision.remember_language
@@ -116,7 +142,7 @@ class Helpline:
                 inbound.escalation_id = escalation.id
                 escalation.message_count += 1
                 escalation.updated_at = now
-            if decision.reply:
+            if decision.reply and replayed_at is None:  # a replayed text was answered when it came
                 s.add(Message(contact_id=contact.id, direction="out", body=decision.reply, kind="bot",
                               reply_to_id=inbound.id, escalation_id=inbound.escalation_id,
                               language=decision.language, created_at=now))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.core.content import Content
 from bot.core.normalize import words
 
-_SPANISH_MARKS = set("ñ¿¡áíóú")
+_SPANISH_MARKS = set("ñ¿¡áéíóú")
 
 
 class LanguageDetector:

@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.core.engine import get_bot
 from bot.service import Helpline
 from bot.store.db import Database
+from bot.store.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     db = Database(settings.sqlalchemy_url)
     bot = get_bot(str(settings.replies_dir))
-    ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes))
+    spool = Spool(settings.instance_dir / "spool.jsonl")
+    ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool))
     app.extensions["helpline"] = ext
     if ext.validator is None:
         if settings.dev:

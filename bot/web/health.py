@@ -21,5 +21,8 @@ def healthz():
             checks["database"] = "schema missing: run 'helpline db upgrade'"
     except Exception as exc:  # noqa: BLE001
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    degraded = checks["database"] != "ok" or ext.validator is None
+    spool = ext.helpline.spool
+    if spool is not None and spool.pending():
+        checks["spool"] = "messages stored late are waiting for the database"
+    degraded = checks["database"] != "ok" or ext.validator is None or "spool" in checks
     return jsonify(status="degraded" if degraded else "ok", insecure_dev_mode=ext.insecure, checks=checks)

@@ -1,0 +1,125 @@
+"""Shared fixtures: an app on a real SQLite file, a signed-webhook helper, the core bot."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from twilio.request_validator import RequestValidator
+
+from bot.config import DEFAULT_REPLIES_DIR, Settings
+from bot.core.engine import get_bot
+from bot.web import create_app
+
+TOKEN = "test-auth-token"
+CLINIC_NUMBER = "+15625731504"
+TEXTER = "+15555550100"
+
+
+@dataclass
+class Reply:
+    """A parsed TwiML answer to one webhook call."""
+
+    status: int
+    content_type: str
+    text: str | None  # the <Message> body, None when Twilio is told to send nothing
+    raw: str
+
+
+class SMS:
+    """Sends correctly signed Twilio Messaging webhooks to the test client."""
+
+    def __init__(self, client, token: str = TOKEN, base_url: str = "http://localhost"):
+        self.client = client
+        self.token = token
+        self.base_url = base_url
+        self._sids = count(1)
+
+    def params(self, body: str | None = "", sender: str = TEXTER, sid: str | None = None, **extra) -> dict:
+        """The form Twilio would post (plus any extra fields)."""
+        params = {
+            "MessageSid": sid or f"SM{next(self._sids):032d}",
+            "AccountSid": "AC" + "0" * 32,
+            "From": sender,
+            "To": CLINIC_NUMBER,
+            "NumMedia": "0",
+            "NumSegments": "1",
+            "ApiVersion": "2010-04-01",
+        }
+        if body is not None:
+            params["Body"] = body
+        params.update({k: str(v) for k, v in extra.items()})
+        return params
+
+    def signature(self, params: dict, url: str) -> str:
+        """X-Twilio-Signature for this URL and form, as Twilio computes it."""
+        return RequestValidator(self.token).compute_signature(url, params)
+
+    def post(self, params: dict, signed_url: str | None = None, headers: dict | None = None,
+             path: str = "/sms", sign: bool = True, **kwargs) -> Reply:
+        """Post a form, signed for ``signed_url`` (the URL Twilio believes it called)."""
+        hdrs = dict(headers or {})
+        if sign:
+            hdrs["X-Twilio-Signature"] = self.signature(params, signed_url or self.base_url + path)
+        resp = self.client.post(path, data=params, headers=hdrs, **kwargs)
+        raw = resp.get_data(as_text=True)
+        text = None
+        if resp.status_code == 200 and raw.startswith("<?xml"):
+            node = ET.fromstring(raw).find("Message")
+            text = node.text if node is not None else None
+        return Reply(resp.status_code, resp.headers.get("Content-Type", ""), text, raw)
+
+    def send(self, body: str | None = "", sender: str = TEXTER, sid: str | None = None, **extra) -> Reply:
+        """Send one signed text and return the parsed reply."""
+        return self.post(self.params(body, sender, sid, **extra))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Production-like settings: a real auth token, a SQLite file in a temporary instance folder."""
+    return Settings(twilio_auth_token=TOKEN, secret_key="test-secret", instance_dir=tmp_path,
+                    replies_dir=DEFAULT_REPLIES_DIR)
+
+
+@pytest.fixture
+def app(settings: Settings):
+    """The app with its schema created."""
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    app.extensions["helpline"].db.create_all()
+    yield app
+    app.extensions["helpline"].db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def sms(client) -> SMS:
+    """Signed-webhook helper bound to the test client."""
+    return SMS(client)
+
+
+@pytest.fixture
+def db(app):
+    """The app's database handle (real SQLite)."""
+    return app.extensions["helpline"].db
+
+
+@pytest.fixture(scope="session")
+def bot():
+    """The pure core with the shipped content."""
+    return get_bot(str(DEFAULT_REPLIES_DIR))
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """Click's CLI runner."""
+    return CliRunner()

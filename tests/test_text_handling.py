@@ -1,0 +1,73 @@
+"""Normalising, typo-tolerant phrase finding and SMS segment arithmetic."""
+
+import pytest
+
+from bot.core.normalize import BOUNDARY, fold, squeeze, tokenize, words
+from bot.core.phrases import PhraseIndex, edit_distance, max_typos
+from bot.core.sms import fits, is_gsm7, segments
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("I DON'T want", ["i", "dont", "want"]),
+    ("Síntomas de abstinencia", ["sintomas", "de", "abstinencia"]),
+    ("took 10mg", ["took", "10", "mg"]),
+    ("k1ll mys3lf", ["kill", "myself"]),
+    ("one. two!", ["one", BOUNDARY, "two"]),
+    ("it’s fine", ["its", "fine"]),
+])
+def test_words_are_lowercase_accent_free_and_split_units(text, expected):
+    assert words(text) == expected
+
+
+def test_emoji_become_words_and_rewrites_apply_before_tokenising():
+    assert tokenize(fold("i OD'd 💊", emoji={"💊": "pill"}, replace={"od'd": " od "})) == ["i", "od", "pill"]
+
+
+def test_squeeze_collapses_repeated_letters():
+    assert squeeze("valiumm") == "valium" and squeeze("killl") == "kil"
+
+
+@pytest.mark.parametrize("a, b, d", [("suicide", "suicdie", 1), ("withdrawal", "withdrawel", 1),
+                                      ("kitten", "sitting", 3), ("same", "same", 0)])
+def test_edit_distance_counts_swaps_as_one(a, b, d):
+    assert edit_distance(a, b) == d
+
+
+def test_short_words_must_be_exact_and_long_words_allow_more_typos():
+    assert max_typos("kms") == 0 and max_typos("seizure") == 1 and max_typos("withdrawal") == 2
+
+
+@pytest.fixture
+def index():
+    return PhraseIndex({"withdrawal": ["W"], "kill myself": ["K"], "diet": ["D"], "valium": ["V"]},
+                       never_fuzzy=["dieting"])
+
+
+@pytest.mark.parametrize("token, expected", [
+    ("withdrawel", {"withdrawal"}), ("valiumm", {"valium"}), ("vallium", {"valium"}),
+    ("xithdrawal", set()),  # first letters are not guessed
+    ("dieting", set()),  # listed as a real word, never a typo
+    ("died", set()),  # four letters: exact only
+])
+def test_resolve_tolerates_typos_but_not_on_short_or_protected_words(index, token, expected):
+    assert set(index.resolve(token)) == expected
+
+
+def test_find_reports_multi_word_phrases_with_typos(index):
+    found = index.find(index.tokens("i want to kil myslef"))
+    assert [(f.label, f.start, f.end) for f in found] == [("K", 3, 5)]
+
+
+@pytest.mark.parametrize("text, n", [("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3),
+                                      ("é" * 160, 1), ("á" * 70, 1), ("á" * 71, 2), ("{" * 80, 1), ("{" * 81, 2)])
+def test_segments_follow_gsm7_and_ucs2_rules(text, n):
+    assert segments(text) == n
+
+
+def test_one_curly_quote_makes_a_message_ucs2_and_unfit_in_english():
+    text = "Call us’ today"
+    assert not is_gsm7(text) and not fits(text, "en") and fits(text.replace("’", "'"), "en")
+
+
+def test_english_replies_over_320_characters_do_not_fit():
+    assert fits("a" * 320, "en") and not fits("a" * 321, "en")

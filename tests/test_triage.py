@@ -1,0 +1,103 @@
+"""Crisis triage: every rule and idiom in replies/crisis is exercised, plus the context rules."""
+
+import pytest
+
+from bot.core.content import load
+from bot.config import DEFAULT_REPLIES_DIR
+
+CONTENT = load(DEFAULT_REPLIES_DIR)
+RULE_EXAMPLES = [(r.id, ex) for r in CONTENT.rules for ex in r.examples]
+IDIOM_EXAMPLES = [(i.id, ex) for i in CONTENT.idioms for ex in i.examples]
+
+
+def test_every_rule_has_at_least_one_example():
+    assert all(r.examples for r in CONTENT.rules)
+
+
+@pytest.mark.parametrize("rule_id, text", RULE_EXAMPLES)
+def test_each_rule_fires_on_its_examples(bot, rule_id, text):
+    verdict = bot.triager.triage(text)
+    assert rule_id in verdict.rules and verdict.escalate
+
+
+@pytest.mark.parametrize("idiom_id, text", IDIOM_EXAMPLES)
+def test_idioms_do_not_escalate(bot, idiom_id, text):
+    assert not bot.triager.triage(text).escalate
+
+
+@pytest.mark.parametrize("text", [
+    "I don't want to die but I took 15 of my pills",
+    "I'm not suicidal but I swallowed a dozen",
+    "no me quiero morir pero me tomé 15 pastillas",
+])
+def test_a_negated_thought_does_not_hide_an_overdose(bot, text):
+    assert bot.triager.triage(text).severity == "emergency"
+
+
+@pytest.mark.parametrize("text", ["I'm not suicidal", "i dont want to kill myself", "no me quiero morir"])
+def test_negation_lowers_to_review_but_never_drops(bot, text):
+    verdict = bot.triager.triage(text)
+    assert verdict.severity == "review"
+    assert verdict.hits[0].lowered_by == "negation"
+
+
+@pytest.mark.parametrize("text", ["my mom overdosed years ago, that's why I want to get clean",
+                                  "I tried to kill myself 3 years ago", "I tried to overdose back in 2019"])
+def test_a_story_long_past_is_review_not_dropped(bot, text):
+    verdict = bot.triager.triage(text)
+    assert verdict.severity == "review" and verdict.hits[0].lowered_by == "past"
+
+
+def test_now_keeps_a_past_marker_from_lowering(bot):
+    assert bot.triager.triage("I tried years ago and now I took 30 valium").severity == "emergency"
+
+
+def test_means_and_now_raise_suicidal_thoughts_to_emergency(bot):
+    assert bot.triager.triage("i want to kill myself").severity == "urgent"
+    assert bot.triager.triage("i want to kill myself and i have the pills in my hand right now").severity == "emergency"
+
+
+@pytest.mark.parametrize("text", [
+    "my brother took all his pills",
+    "my roommate took like 20 diazepam and is passed out",
+    "mi hermano se tomó todas sus pastillas y no despierta",
+])
+def test_third_person_reports_are_emergencies_about_someone_else(bot, text):
+    verdict = bot.triager.triage(text)
+    assert verdict.severity == "emergency" and any(h.about_other for h in verdict.hits)
+
+
+@pytest.mark.parametrize("text", [
+    "my back is killing me", "I'd die for a night's sleep", "dead on my feet", "tetanus shot",
+    "late payment", "valium", "diazepam 10mg", "I take 10mg valium 3x a day", "can withdrawal cause seizures?",
+    "me muero de hambre", "me mata el trabajo", "I'm dieting", "took 30 minutes to get here",
+])
+def test_idioms_and_routine_vocabulary_do_not_escalate(bot, text):
+    assert not bot.triager.triage(text).escalate
+
+
+@pytest.mark.parametrize("text", ["KMS", "i w4nt to k1ll myself", "SUICDIE", "want 2 unalive myself",
+                                  "took 30 valiumm", "i wanna diee"])
+def test_caps_typos_and_leetspeak_still_escalate(bot, text):
+    assert bot.triager.triage(text).pages
+
+
+def test_a_crisis_buried_in_a_long_routine_text_escalates(bot):
+    routine = "what are your hours and do you take blue cross insurance for the detox program? " * 60
+    verdict = bot.triager.triage(routine + " also i took 30 of my valium an hour ago " + routine)
+    assert verdict.severity == "emergency"
+
+
+def test_a_failure_inside_triage_escalates_instead_of_passing(bot):
+    verdict = bot.triager.triage(12345)  # not text: folding fails inside the engine
+    assert verdict.severity == "urgent" and verdict.rule == "triage.error"
+
+
+def test_texts_are_read_together_with_the_senders_last_few(bot):
+    assert not bot.triage("30 of them").escalate
+    assert bot.triage("30 of them", recent=("i just took",)).severity == "emergency"
+
+
+def test_escalations_record_which_rule_fired(bot):
+    verdict = bot.triager.triage("whats the lethal dose of diazepam")
+    assert verdict.rule == "lethal.dose_named" and verdict.rules[0] == verdict.rule
