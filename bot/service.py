@@ -51,12 +51,12 @@ class Helpline:
         """Process one inbound message exactly once and return the reply to send."""
         if self.db is None:
             return self._without_storage(msg, reason="no database configured")
+        if self.spool is not None and self.spool.pending():
+            # Older texts first: a crisis sent during an outage must exist before the next text.
+            self.replay_spool()
         for attempt in range(ATTEMPTS):
             try:
-                outcome = self._handle_stored(msg)
-                if self.spool is not None and self.spool.pending():
-                    self.replay_spool()
-                return outcome
+                return self._handle_stored(msg)
             except IntegrityError:
                 # A concurrent delivery of the same MessageSid, or a race creating the contact or
                 # the open escalation: the next attempt sees the winner's rows.
@@ -68,7 +68,11 @@ class Helpline:
 
     def replay_spool(self) -> int:
         """Store messages that arrived while the database was down; returns how many."""
-        entries = self.spool.take()
+        try:
+            entries = self.spool.take()
+        except OSError:
+            logger.exception("could not read the spool")
+            return 0
         stored = 0
         for i, (msg, received_at) in enumerate(entries):
             try:
@@ -115,7 +119,8 @@ class Helpline:
             escalation = s.scalar(select(Escalation).where(
                 Escalation.contact_id == contact.id, Escalation.status.in_(OPEN_STATUSES)))
             state = State(language=contact.language, opted_out=contact.opted_out,
-                          escalated=escalation is not None, recent=self._recent(s, contact))
+                          escalated=escalation is not None and escalation.silences_bot,
+                          recent=self._recent(s, contact))
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
             now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()

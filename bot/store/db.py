@@ -21,7 +21,8 @@ class Database:
 
     def __init__(self, url: str):
         self.url = url
-        kwargs: dict = {"future": True, "pool_pre_ping": True}
+        # hide_parameters: a failed INSERT must never print a message body or phone number in a log.
+        kwargs: dict = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":

@@ -93,6 +93,15 @@ class Escalation(Base):
 
     contact: Mapped[Contact] = relationship()
 
+    @property
+    def silences_bot(self) -> bool:
+        """A human handles it: any claimed escalation, or an open one that pages staff.
+
+        An open review-tier escalation (a bare HELP, a vague "can't do this") is read the same
+        day; until someone claims it the bot keeps answering questions rather than go quiet.
+        """
+        return self.status == "claimed" or self.severity in ("emergency", "urgent")
+
 
 def mask(address: str | None) -> str:
     """Keep only the last four digits: '+15555550100' -> '***-0100'."""

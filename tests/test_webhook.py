@@ -1,0 +1,509 @@
+"""POST /sms end to end: signed Twilio webhooks through the real app and a real SQLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import xml.etree.ElementTree as ET
+
+import pytest
+from sqlalchemy import func, select, text
+
+from bot.core.sms import fits
+from bot.store.models import Contact, Escalation, Message
+from bot.web import create_app
+from conftest import SMS, TEXTER
+
+PHONE = "(562) 573-1504"
+CLINIC = "Solace Hills Detox"
+PUBLIC = "https://helpline.example.org"
+OVERDOSE = "my brother took all his pills and won't wake up"
+ROUTINE = "what are your hours"
+OPT_OUT_WORDS = ["STOP", "stopall", "Unsubscribe", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def message(app, key: str, language: str = "en") -> str:
+    """A fixed reply from the app's own content (replies/messages.*.toml)."""
+    return app.extensions["helpline"].helpline.bot.content.message(key, language)
+
+
+def contact(db, address: str = TEXTER) -> Contact | None:
+    with db.session() as s:
+        return s.scalar(select(Contact).where(Contact.address == address))
+
+
+def inbound(db, sid: str) -> list[Message]:
+    with db.session() as s:
+        return list(s.scalars(select(Message).where(Message.sid == sid, Message.direction == "in")))
+
+
+def replies_to(db, message_id: int) -> list[Message]:
+    with db.session() as s:
+        return list(s.scalars(select(Message).where(Message.reply_to_id == message_id)))
+
+
+def escalations(db, address: str = TEXTER) -> list[Escalation]:
+    with db.session() as s:
+        return list(s.scalars(select(Escalation).join(Contact, Escalation.contact_id == Contact.id)
+                              .where(Contact.address == address)))
+
+
+def count(db, model) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def nothing_stored(db) -> bool:
+    return count(db, Contact) == 0 and count(db, Message) == 0 and count(db, Escalation) == 0
+
+
+@pytest.fixture
+def make_app(settings):
+    """Build extra apps from changed settings; their engines are disposed afterwards."""
+    built = []
+
+    def make(schema: bool = True, **changes):
+        app = create_app(dataclasses.replace(settings, **changes))
+        app.config["TESTING"] = True
+        if schema:
+            app.extensions["helpline"].db.create_all()
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        app.extensions["helpline"].db.engine.dispose()
+
+
+# --- signatures -----------------------------------------------------------------------------
+
+def test_a_correctly_signed_text_gets_twiml_back(sms):
+    reply = sms.send(ROUTINE)
+    assert reply.status == 200
+    assert reply.content_type.startswith("text/xml")
+    assert ET.fromstring(reply.raw).tag == "Response"
+    assert reply.text and PHONE in reply.text
+
+
+def test_a_request_without_a_signature_is_refused_and_nothing_is_stored(sms, db):
+    reply = sms.post(sms.params(OVERDOSE), sign=False)
+    assert reply.status == 403
+    assert nothing_stored(db)
+
+
+def test_a_request_with_a_wrong_signature_is_refused_and_nothing_is_stored(sms, db):
+    reply = sms.post(sms.params(OVERDOSE), sign=False, headers={"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"})
+    assert reply.status == 403
+    assert nothing_stored(db)
+
+
+def test_a_request_signed_with_another_token_is_refused(client, db):
+    forger = SMS(client, token="someone-elses-token")
+    assert forger.send(OVERDOSE).status == 403
+    assert nothing_stored(db)
+
+
+def test_a_body_changed_after_signing_is_refused(sms, db):
+    params = sms.params(ROUTINE)
+    signature = sms.signature(params, "http://localhost/sms")
+    tampered = {**params, "Body": "I took 30 valium"}
+    reply = sms.post(tampered, sign=False, headers={"X-Twilio-Signature": signature})
+    assert reply.status == 403
+    assert nothing_stored(db)
+
+
+# --- behind a proxy -------------------------------------------------------------------------
+
+def test_with_a_public_url_the_signature_is_checked_against_that_url(make_app):
+    sms = SMS(make_app(public_url=PUBLIC).test_client())
+    assert sms.post(sms.params(ROUTINE), signed_url=PUBLIC + "/sms").status == 200
+    assert sms.post(sms.params(ROUTINE), signed_url="http://localhost/sms").status == 403
+
+
+def test_with_a_public_url_the_query_string_is_part_of_the_signed_url(make_app):
+    sms = SMS(make_app(public_url=PUBLIC).test_client())
+    assert sms.post(sms.params(ROUTINE), signed_url=PUBLIC + "/sms?x=1", path="/sms?x=1").status == 200
+    assert sms.post(sms.params(ROUTINE), signed_url=PUBLIC + "/sms", path="/sms?x=1").status == 403
+
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "helpline.example.org"}
+
+
+def test_forwarded_headers_from_a_trusted_proxy_rebuild_the_signed_url(make_app):
+    sms = SMS(make_app(trusted_proxies=1).test_client())
+    assert sms.post(sms.params(ROUTINE), signed_url=PUBLIC + "/sms", headers=FORWARDED).status == 200
+
+
+def test_forwarded_headers_are_ignored_when_no_proxy_is_trusted(make_app):
+    sms = SMS(make_app(trusted_proxies=0).test_client())
+    assert sms.post(sms.params(ROUTINE), signed_url=PUBLIC + "/sms", headers=FORWARDED).status == 403
+
+
+# --- no auth token --------------------------------------------------------------------------
+
+def test_without_a_token_outside_dev_mode_every_request_is_refused(make_app):
+    app = make_app(twilio_auth_token=None, dev=False)
+    sms = SMS(app.test_client())
+    assert sms.post(sms.params(ROUTINE), sign=False).status == 403
+    assert sms.send(ROUTINE).status == 403
+    assert nothing_stored(app.extensions["helpline"].db)
+
+
+def test_without_a_token_in_dev_mode_unsigned_requests_are_accepted_loudly(make_app, caplog):
+    app = make_app(twilio_auth_token=None, dev=True)
+    sms = SMS(app.test_client())
+    with caplog.at_level(logging.WARNING):
+        reply = sms.post(sms.params(ROUTINE), sign=False)
+    assert reply.status == 200 and PHONE in reply.text
+    assert any(r.levelno == logging.WARNING and "unsigned" in r.getMessage() for r in caplog.records)
+
+
+def test_dev_mode_never_skips_the_signature_check_when_a_token_is_set(make_app):
+    app = make_app(dev=True)
+    sms = SMS(app.test_client())
+    assert sms.post(sms.params(ROUTINE), sign=False).status == 403
+    assert sms.send(ROUTINE).status == 200
+
+
+def test_healthz_reports_insecure_dev_mode_as_degraded(make_app):
+    health = make_app(twilio_auth_token=None, dev=True).test_client().get("/healthz").get_json()
+    assert health["insecure_dev_mode"] is True
+    assert health["status"] == "degraded"
+
+
+def test_healthz_is_ok_normally(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200 and resp.is_json
+    health = resp.get_json()
+    assert health["status"] == "ok"
+    assert health["insecure_dev_mode"] is False
+
+
+# --- Twilio retries -------------------------------------------------------------------------
+
+def test_a_retried_message_sid_is_answered_the_same_and_stored_once(sms, db):
+    first = sms.send(OVERDOSE, sid="SMretry")
+    second = sms.send(OVERDOSE, sid="SMretry")
+    assert first.status == second.status == 200
+    assert first.text and second.text == first.text
+    rows = inbound(db, "SMretry")
+    assert len(rows) == 1
+    assert len(escalations(db)) == 1
+    assert len(replies_to(db, rows[0].id)) == 1
+    assert escalations(db)[0].message_count == 1
+
+
+# --- crisis ---------------------------------------------------------------------------------
+
+def test_a_third_person_overdose_gets_the_crisis_reply(sms):
+    reply = sms.send(OVERDOSE)
+    for needle in ("911", "988", PHONE, "automated"):
+        assert needle in reply.text
+
+
+def test_an_overdose_opens_an_emergency_escalation_linked_to_the_message(sms, db):
+    sms.send(OVERDOSE, sid="SMcrisis")
+    [esc] = escalations(db)
+    [msg] = inbound(db, "SMcrisis")
+    assert esc.severity == "emergency" and esc.status == "open"
+    assert esc.rule.startswith(("overdose.", "medical."))
+    assert esc.first_message_id == msg.id
+    assert msg.escalation_id == esc.id
+    [out] = replies_to(db, msg.id)
+    assert out.direction == "out" and out.escalation_id == esc.id and "911" in out.body
+
+
+def test_routine_texts_after_an_escalation_get_no_reply_and_join_the_transcript(sms, db):
+    sms.send(OVERDOSE)
+    reply = sms.send(ROUTINE, sid="SMafter")
+    assert reply.status == 200 and reply.text is None
+    assert ET.fromstring(reply.raw).tag == "Response" and len(ET.fromstring(reply.raw)) == 0
+    [esc] = escalations(db)
+    [msg] = inbound(db, "SMafter")
+    assert esc.message_count == 2
+    assert msg.escalation_id == esc.id
+    assert replies_to(db, msg.id) == []
+
+
+def test_a_second_crisis_text_still_gets_the_crisis_reply_and_raises_the_severity(sms, db):
+    first = sms.send("i want to kill myself")
+    assert "988" in first.text
+    assert escalations(db)[0].severity == "urgent"
+    second = sms.send("I took 30 valium")
+    assert "911" in second.text and "automated" in second.text
+    [esc] = escalations(db)
+    assert esc.severity == "emergency"
+    assert esc.message_count == 2
+
+
+def test_a_relapse_is_escalated_for_review_and_mentions_988(sms, db):
+    reply = sms.send("I relapsed")
+    assert "988" in reply.text
+    [esc] = escalations(db)
+    assert esc.severity == "review"
+
+
+# --- the guide ------------------------------------------------------------------------------
+
+def test_a_misspelled_withdrawal_question_gets_the_withdrawal_answer(sms):
+    reply = sms.send("what are the withdrawel symptoms")
+    assert "suddenly" in reply.text and "doctor" in reply.text and PHONE in reply.text
+    assert fits(reply.text, "en")
+
+
+@pytest.mark.parametrize("body", [ROUTINE, "how much does detox cost", "I relapsed", "asdf qwerty", "HELP"])
+def test_english_replies_fit_in_320_gsm7_characters(sms, body):
+    reply = sms.send(body, sender="+15555550177")
+    assert reply.text and fits(reply.text, "en") and len(reply.text) <= 320
+
+
+def test_an_unmatched_text_gets_the_menu(sms, app):
+    assert sms.send("asdf qwerty").text == message(app, "menu")
+
+
+# --- WhatsApp -------------------------------------------------------------------------------
+
+def test_whatsapp_texts_are_answered_in_twiml_and_remembered_as_whatsapp(sms, db):
+    reply = sms.send(ROUTINE, sender="whatsapp:+15555550123")
+    assert reply.status == 200 and PHONE in reply.text
+    assert contact(db, "whatsapp:+15555550123").channel == "whatsapp"
+
+
+# --- Spanish --------------------------------------------------------------------------------
+
+def test_a_spanish_question_gets_a_spanish_reply_and_the_language_is_remembered(sms, db, app):
+    first = sms.send("hola, cuáles son los síntomas?")
+    assert "síntomas" in first.text and PHONE in first.text
+    assert contact(db).language == "es"
+    assert sms.send("ok?").text == message(app, "menu", "es")
+    assert contact(db).language == "es"
+
+
+def test_english_switches_a_spanish_texter_back_to_english(sms, db, app):
+    sms.send("hola, cuáles son los síntomas?")
+    assert sms.send("ENGLISH").text == message(app, "language_set", "en")
+    assert contact(db).language == "en"
+    assert sms.send("ok?").text == message(app, "menu", "en")
+
+
+@pytest.mark.parametrize("word", ["ESPANOL", "Español"])
+def test_espanol_switches_to_spanish(sms, db, app, word):
+    assert sms.send(word).text == message(app, "language_set", "es")
+    assert contact(db).language == "es"
+
+
+def test_a_spanish_crisis_text_gets_the_spanish_crisis_reply(sms, db):
+    reply = sms.send("me quiero morir")
+    assert "AYUDA" in reply.text and "988" in reply.text and "automático" in reply.text
+    assert len(escalations(db)) == 1
+
+
+# --- opt-out, opt-in, help ------------------------------------------------------------------
+
+@pytest.mark.parametrize("word", OPT_OUT_WORDS)
+def test_an_opt_out_word_opts_out_silently_and_routine_texts_stay_silent(sms, db, word):
+    reply = sms.send(word)
+    assert reply.status == 200 and reply.text is None and len(ET.fromstring(reply.raw)) == 0
+    assert contact(db).opted_out is True
+    later = sms.send(ROUTINE)
+    assert later.status == 200 and later.text is None
+
+
+@pytest.mark.parametrize("word", ["START", "YES", "UNSTOP"])
+def test_an_opt_in_word_brings_an_opted_out_texter_back(sms, db, app, word):
+    sms.send("STOP")
+    assert sms.send(word).text == message(app, "optin")
+    assert contact(db).opted_out is False
+    assert PHONE in sms.send(ROUTINE).text
+
+
+def test_yes_from_a_texter_who_never_opted_out_is_an_ordinary_message(sms, db, app):
+    reply = sms.send("yes")
+    assert reply.text and reply.text != message(app, "optin") and PHONE in reply.text
+    assert contact(db).opted_out is False
+
+
+@pytest.mark.parametrize("word", ["HELP", "INFO", "AYUDA"])
+def test_help_words_name_the_clinic_its_number_and_emergency_lines(sms, word):
+    reply = sms.send(word)
+    for needle in (CLINIC, PHONE, "911", "988"):
+        assert needle in reply.text
+
+
+def test_a_crisis_text_from_an_opted_out_number_still_gets_the_crisis_reply(sms, db):
+    sms.send("STOP")
+    reply = sms.send(OVERDOSE)
+    assert "911" in reply.text
+    [esc] = escalations(db)
+    assert esc.opted_out is True
+
+
+# --- bad input never 500s -------------------------------------------------------------------
+
+def test_an_empty_body_gets_the_fallback(sms, app):
+    reply = sms.send("")
+    assert reply.status == 200 and reply.text == message(app, "fallback")
+
+
+def test_a_form_without_a_body_gets_the_fallback(sms, app):
+    reply = sms.send(None)
+    assert reply.status == 200 and reply.text == message(app, "fallback")
+
+
+def test_a_picture_without_words_gets_the_media_reply(sms, app, db):
+    reply = sms.send("", sid="SMmedia", NumMedia=1, MediaUrl0="https://api.twilio.com/media/ME1",
+                     MediaContentType0="image/jpeg")
+    assert reply.status == 200 and reply.text == message(app, "media")
+    assert inbound(db, "SMmedia")[0].media_count == 1
+
+
+def test_a_crisis_buried_in_a_10000_character_text_still_escalates(sms, db):
+    filler = "I have a question about the program and the paperwork for my intake. "
+    half = filler * (5000 // len(filler))
+    body = (half + "I took 30 valium. " + half).ljust(10_000, "x")[:10_000]
+    assert len(body) == 10_000 and "I took 30 valium" in body
+    reply = sms.send(body)
+    assert reply.status == 200 and "911" in reply.text
+    assert escalations(db)[0].severity == "emergency"
+
+
+def test_an_emoji_only_text_is_answered(sms):
+    reply = sms.send("🙏🙏")
+    assert reply.status == 200 and PHONE in reply.text
+
+
+@pytest.mark.parametrize("body", [
+    "<script>alert(1)</script>" * 20,
+    '<?xml version="1.0"?><Response><Redirect>http://evil</Redirect></Response>',
+])
+def test_markup_in_a_text_cannot_inject_twiml(sms, body):
+    reply = sms.send(body)
+    assert reply.status == 200
+    root = ET.fromstring(reply.raw)
+    assert root.tag == "Response"
+    assert len(root.findall(".//Response")) == 0
+    assert root.find(".//Redirect") is None
+    assert [child.tag for child in root] in (["Message"], [])
+
+
+def test_invalid_utf8_in_the_form_is_answered_not_a_500(sms, client, db):
+    # Werkzeug 3 keeps undecodable percent-escapes as written; Twilio's signature covers the
+    # form as the app reads it, so sign that.
+    decoded = {"Body": "%FF%FE%FA", "From": TEXTER, "MessageSid": "SMbad"}
+    resp = client.post("/sms", data=b"Body=%FF%FE%FA&From=%2B15555550100&MessageSid=SMbad",
+                       content_type="application/x-www-form-urlencoded",
+                       headers={"X-Twilio-Signature": sms.signature(decoded, "http://localhost/sms")})
+    assert resp.status_code == 200
+    assert ET.fromstring(resp.get_data(as_text=True)).tag == "Response"
+    assert len(inbound(db, "SMbad")) == 1
+
+
+# --- database down --------------------------------------------------------------------------
+
+def test_with_no_schema_crisis_texts_still_get_the_crisis_reply_and_are_replayed_later(make_app, caplog):
+    app = make_app(schema=False)
+    ext = app.extensions["helpline"]
+    sms = SMS(app.test_client())
+    spool = ext.settings.instance_dir / "spool.jsonl"
+
+    with caplog.at_level(logging.INFO):
+        crisis = sms.send(OVERDOSE, sid="SMdown1")
+    assert crisis.status == 200 and "911" in crisis.text
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert critical and "ESCALATION NOT STORED" in critical[0].getMessage()
+    assert TEXTER not in caplog.text and OVERDOSE not in caplog.text
+    assert spool.exists()
+
+    routine = sms.send(ROUTINE, sid="SMdown2")
+    assert routine.text == message(app, "trouble") and PHONE in routine.text
+    assert app.test_client().get("/healthz").get_json()["status"] == "degraded"
+
+    ext.db.create_all()
+    assert sms.send(ROUTINE, sender="+15555550199").status == 200
+    [esc] = escalations(ext.db)
+    assert esc.severity == "emergency"
+    [first] = inbound(ext.db, "SMdown1")
+    assert esc.first_message_id == first.id and first.body == OVERDOSE
+    assert not spool.exists()
+    assert list(spool.parent.glob("spool.jsonl*")) == []
+    assert app.test_client().get("/healthz").get_json()["status"] == "ok"
+
+
+def test_after_an_outage_the_next_text_from_a_spooled_crisis_texter_joins_the_escalation(make_app):
+    app = make_app(schema=False)
+    db = app.extensions["helpline"].db
+    sms = SMS(app.test_client())
+    assert "911" in sms.send("I took 30 valium").text
+    db.create_all()
+    reply = sms.send("hello? are you there", sid="SMfollowup")
+    [esc] = escalations(db)
+    [followup] = inbound(db, "SMfollowup")
+    assert followup.escalation_id == esc.id and esc.message_count == 2
+    assert reply.text is None  # a human owns the conversation now, as for any open escalation
+
+
+@pytest.mark.parametrize("table", ["contacts", "messages"])
+def test_a_failed_insert_never_logs_the_body_or_the_full_number(app, db, sms, caplog, table):
+    # A trigger that cannot run makes the insert fail as a full disk or I/O error would.
+    with db.engine.begin() as conn:
+        conn.execute(text(f"CREATE TRIGGER fail_insert BEFORE INSERT ON {table} "
+                          "BEGIN INSERT INTO no_such_table VALUES (1); END"))
+    body = "is my insurance accepted for the program"
+    with caplog.at_level(logging.INFO):
+        reply = sms.send(body)
+    assert reply.text == message(app, "trouble")
+    assert TEXTER not in caplog.text
+    assert body not in caplog.text
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+def test_logs_never_carry_a_message_body_or_a_full_phone_number(sms, caplog):
+    bodies = [ROUTINE, OVERDOSE, "what are the withdrawel symptoms"]
+    with caplog.at_level(logging.INFO):
+        sms.send(ROUTINE, sender="+15555550155")
+        sms.send(OVERDOSE)
+        sms.send("what are the withdrawel symptoms")
+    assert caplog.records  # the exchange is logged at all
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            text = record.getMessage()
+            assert TEXTER not in text and "+15555550155" not in text
+            assert not any(body in text for body in bodies)
+    assert TEXTER not in caplog.text
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_simultaneous_deliveries_of_one_sid_store_one_message(app, db, round_):
+    senders = [SMS(app.test_client()), SMS(app.test_client())]
+    sender = f"+1555555{round_:04d}"
+    params = senders[0].params(ROUTINE, sender=sender, sid=f"SMrace{round_}")
+    barrier = threading.Barrier(2)
+    replies = [None, None]
+
+    def deliver(i):
+        barrier.wait()
+        replies[i] = senders[i].post(params)
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [r.status for r in replies] == [200, 200]
+    assert replies[0].text == replies[1].text and PHONE in replies[0].text
+    assert len(inbound(db, f"SMrace{round_}")) == 1
+
+
+def test_an_open_review_escalation_does_not_silence_the_bot(sms, db):
+    sms.send("HELP")
+    reply = sms.send("what are your hours")
+    assert reply.text and "(562) 573-1504" in reply.text
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        assert esc.severity == "review" and esc.message_count == 2
