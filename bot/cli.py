@@ -25,9 +25,15 @@ def main() -> None:
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
 def serve(host: str, port: int) -> None:
     """Run the web app with Flask's development server (use gunicorn in production)."""
+    from bot.staff.dispatcher import start_in_thread
     from bot.web import create_app
     app = create_app()
-    app.run(host=host, port=port, debug=False, use_reloader=False)
+    ext = app.extensions["helpline"]
+    _, stop = start_in_thread(ext.db, ext.settings, ext.helpline.bot.content)
+    try:
+        app.run(host=host, port=port, debug=False, use_reloader=False)
+    finally:
+        stop.set()
 
 
 @main.command()
@@ -75,6 +81,125 @@ def check_content() -> None:
     if problems:
         raise SystemExit(1)
     click.echo(f"content OK ({settings.replies_dir})")
+
+
+@main.command()
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between passes.")
+@click.option("--once", is_flag=True, help="Run one pass and exit (for cron or tests).")
+def worker(interval: float, once: bool) -> None:
+    """Send pages, replies and follow-ups; re-page unclaimed escalations (run several if you like)."""
+    import signal
+    import threading
+
+    from bot.core.content import load_cached
+    from bot.staff.dispatcher import Dispatcher
+    from bot.store.db import Database
+    settings = Settings.from_env()
+    logging_setup()
+    dispatcher = Dispatcher(Database(settings.sqlalchemy_url), settings, load_cached(str(settings.replies_dir)))
+    if once:
+        click.echo(f"sent {dispatcher.tick()}")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    dispatcher.run(stop, interval)
+
+
+def logging_setup() -> None:
+    """INFO logs to stderr, as the web app does."""
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--status", type=click.Choice(["open", "claimed", "resolved", "handed_back"]), multiple=True,
+              help="Only these statuses (repeatable); default open and claimed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array with stable fields.")
+def escalations(status: tuple[str, ...], as_json: bool) -> None:
+    """List escalations: id, status, severity, created_at, claimed_by, pages_sent."""
+    from bot.staff.actions import queue
+    from bot.store.db import Database
+    settings = Settings.from_env()
+    with Database(settings.sqlalchemy_url).session() as s:
+        items = queue(s, status or ("open", "claimed"))
+    rows = [{"id": i.id, "status": i.status, "severity": i.severity, "created_at": i.created_at.isoformat(),
+             "claimed_by": i.claimed_by, "pages_sent": i.pages_sent} for i in items]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for r in rows:
+        click.echo(f"#{r['id']:<5} {r['severity']:<9} {r['status']:<11} {r['created_at'][:19]}  "
+                   f"pages={r['pages_sent']}  {r['claimed_by'] or ''}")
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts and on-call status."""
+
+
+def _accounts():
+    from bot.staff import accounts
+    from bot.store.db import Database
+    return accounts, Database(Settings.from_env().sqlalchemy_url)
+
+
+@staff.command("add")
+@click.option("--name", required=True, help="Full name shown on the dashboard.")
+@click.option("--email", required=True, help="Login email.")
+@click.option("--phone", required=True, help="Mobile number for pages, E.164 (+15551234567).")
+@click.option("--admin", is_flag=True, help="May act on escalations claimed by others.")
+@click.option("--on-call", "on_call", is_flag=True, help="Paged at once for emergencies.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def staff_add(name, email, phone, admin, on_call, password_stdin) -> None:
+    """Add a staff member (password from a prompt or --password-stdin; never an argument)."""
+    accounts, database = _accounts()
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with database.session() as s:
+            person = accounts.add_staff(s, name, email, phone, password, admin=admin, on_call=on_call)
+            click.echo(f"added {person.email}{' (on call)' if on_call else ''}")
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc))
+
+
+@staff.command("list")
+def staff_list() -> None:
+    """Active staff, on-call first (phones masked)."""
+    from bot.store.models import mask
+    accounts, database = _accounts()
+    with database.session() as s:
+        for p in accounts.list_staff(s):
+            click.echo(f"{p.email:<32} {p.name:<24} {mask(p.phone)}  {'ON CALL' if p.on_call else 'off'}"
+                       f"{'  admin' if p.is_admin else ''}")
+
+
+@staff.command("on-call")
+@click.argument("email")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def staff_on_call(email, state) -> None:
+    """Put EMAIL on or off call."""
+    accounts, database = _accounts()
+    try:
+        with database.session() as s:
+            accounts.set_on_call(s, email, state == "on")
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"{email} is {'on' if state == 'on' else 'off'} call")
+
+
+@staff.command("remove")
+@click.argument("email")
+def staff_remove(email) -> None:
+    """Deactivate EMAIL (kept for the audit log)."""
+    accounts, database = _accounts()
+    try:
+        with database.session() as s:
+            accounts.remove_staff(s, email)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"{email} removed")
 
 
 @main.group()

@@ -38,6 +38,9 @@ class Settings:
     replies_dir: Path = DEFAULT_REPLIES_DIR
     instance_dir: Path = DEFAULT_INSTANCE_DIR
     context_minutes: int = 15
+    repage_seconds: int = 300
+    followup_seconds: int = 600
+    twilio_api_url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -57,7 +60,15 @@ class Settings:
             replies_dir=Path(env.get("HELPLINE_REPLIES_DIR") or DEFAULT_REPLIES_DIR),
             instance_dir=instance,
             context_minutes=int(env.get("HELPLINE_CONTEXT_MINUTES") or 15),
+            repage_seconds=int(env.get("HELPLINE_REPAGE_SECONDS") or 300),
+            followup_seconds=int(env.get("HELPLINE_TEXTER_FOLLOWUP_SECONDS") or 600),
+            twilio_api_url=_opt(env.get("HELPLINE_TWILIO_API_URL")),
         )
+
+    @property
+    def can_send_sms(self) -> bool:
+        """Whether outbound texts can go through Twilio's REST API."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_phone_number)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -19,6 +19,7 @@ from bot.core.engine import Bot, Decision, Inbound, State
 from bot.core.triage import RANK
 from bot.store.db import Database
 from bot.store.spool import Spool
+from bot.staff.paging import PAGING_SEVERITIES, enqueue_round
 from bot.store.models import OPEN_STATUSES, Contact, Escalation, Message, mask, utcnow
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,13 @@ class Outcome:
 class Helpline:
     """The bot plus its storage; channel adapters (webhook, simulator) call :meth:`handle`."""
 
-    def __init__(self, bot: Bot, db: Database | None, context_minutes: int = 15, spool: Spool | None = None):
+    def __init__(self, bot: Bot, db: Database | None, context_minutes: int = 15, spool: Spool | None = None,
+                 public_url: str | None = None):
         self.bot = bot
         self.db = db
         self.context = timedelta(minutes=context_minutes)
         self.spool = spool
+        self.public_url = public_url
 
     def handle(self, msg: Inbound) -> Outcome:
         """Process one inbound message exactly once and return the reply to send."""
@@ -182,6 +185,7 @@ class Helpline:
                                     first_message_id=inbound.id, created_at=now, updated_at=now)
             s.add(escalation)
             s.flush()
+            self._page_if_needed(s, escalation, now)
             return escalation
         escalation.message_count += 1
         escalation.updated_at = now
@@ -191,7 +195,15 @@ class Helpline:
         known = set(filter(None, escalation.rules.split(",")))
         escalation.rules = ",".join([*filter(None, escalation.rules.split(",")),
                                      *(r for r in verdict.rules if r not in known)])
+        self._page_if_needed(s, escalation, now)
         return escalation
+
+    def _page_if_needed(self, s: Session, escalation: Escalation, now) -> None:
+        """Queue the first round of pages in this same transaction (a review that turns urgent too)."""
+        if (escalation.severity in PAGING_SEVERITIES and escalation.status == "open"
+                and escalation.last_paged_at is None and escalation.page_round == 0):
+            n = enqueue_round(s, escalation, self.public_url, now=now)
+            logger.warning("escalation %d: %d page(s) queued", escalation.id, n)
 
     def _replay(self, s: Session, seen: Message) -> Outcome:
         """A Twilio retry: answer exactly as the first time, change nothing."""

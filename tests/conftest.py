@@ -16,6 +16,7 @@ from bot.core.engine import get_bot
 from bot.web import create_app
 
 TOKEN = "test-auth-token"
+ACCOUNT_SID = "AC" + "0" * 32
 CLINIC_NUMBER = "+15625731504"
 TEXTER = "+15555550100"
 
@@ -81,8 +82,8 @@ class SMS:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Production-like settings: a real auth token, a SQLite file in a temporary instance folder."""
-    return Settings(twilio_auth_token=TOKEN, secret_key="test-secret", instance_dir=tmp_path,
-                    replies_dir=DEFAULT_REPLIES_DIR)
+    return Settings(twilio_auth_token=TOKEN, twilio_account_sid=ACCOUNT_SID, twilio_phone_number=CLINIC_NUMBER,
+                    secret_key="test-secret", instance_dir=tmp_path, replies_dir=DEFAULT_REPLIES_DIR)
 
 
 @pytest.fixture
@@ -123,3 +124,15 @@ def bot():
 def runner() -> CliRunner:
     """Click's CLI runner."""
     return CliRunner()
+
+
+def make_healthy(app, email: str = "oncall@clinic.test", phone: str = "+15555550900"):
+    """Give an app what /healthz wants: an on-call staff member and a live dispatcher heartbeat."""
+    from bot.staff.accounts import add_staff, find
+    from bot.store.models import Heartbeat, utcnow
+    db = app.extensions["helpline"].db
+    with db.session() as s:
+        if find(s, email) is None:
+            add_staff(s, "On Call", email, phone, "correct horse battery", on_call=True)
+        s.merge(Heartbeat(name="test", beat_at=utcnow()))
+    return app

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from bot.core.sms import fits
 from bot.store.models import Contact, Escalation, Message
 from bot.web import create_app
-from conftest import SMS, TEXTER
+from conftest import SMS, TEXTER, make_healthy
 
 PHONE = "(562) 573-1504"
 CLINIC = "Solace Hills Detox"
@@ -174,7 +174,8 @@ def test_healthz_reports_insecure_dev_mode_as_degraded(make_app):
     assert health["status"] == "degraded"
 
 
-def test_healthz_is_ok_normally(client):
+def test_healthz_is_ok_normally(app, client):
+    make_healthy(app)
     resp = client.get("/healthz")
     assert resp.status_code == 200 and resp.is_json
     health = resp.get_json()
@@ -429,6 +430,7 @@ def test_with_no_schema_crisis_texts_still_get_the_crisis_reply_and_are_replayed
     assert esc.first_message_id == first.id and first.body == OVERDOSE
     assert not spool.exists()
     assert list(spool.parent.glob("spool.jsonl*")) == []
+    make_healthy(app)
     assert app.test_client().get("/healthz").get_json()["status"] == "ok"
 
 

@@ -13,7 +13,7 @@ SEVERITIES = ("emergency", "urgent", "review")  # most severe first
 # Fixed messages every language must define.
 MESSAGE_KEYS = (
     "crisis_emergency", "crisis_urgent", "review", "review_footer", "help", "menu",
-    "media", "optin", "language_set", "trouble", "fallback",
+    "media", "optin", "language_set", "trouble", "fallback", "followup",
 )
 
 

@@ -16,6 +16,9 @@ Safety logic, in order:
    with nothing saying "now" makes it review ("my mom overdosed years ago"). Some rules add a
    tier when means and "now" are also present (``raise_with``).
 6. The message gets the most severe tier of any hit, and the rule that produced it.
+7. Second net: when no rule fired, a small n-gram model (``replies/crisis/second_net.json``, see
+   :mod:`bot.core.second_net`) may still send the text to review (``model.second_net``). It
+   never lowers or removes a rule verdict, and never pages.
 
 A failure inside triage escalates (``triage.error`` at urgent) instead of passing the text.
 """
@@ -29,11 +32,13 @@ from typing import Iterable
 from bot.core.content import SEVERITIES, Content, Rule
 from bot.core.normalize import BOUNDARY
 from bot.core.phrases import Found, PhraseIndex
+from bot.core.second_net import SecondNet
 
 logger = logging.getLogger(__name__)
 
 RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # emergency=3 ... review=1
 PAGING = frozenset({"emergency", "urgent"})
+SECOND_NET = "model.second_net"
 
 # Context concepts the engine itself reads (defined as lists in lexicon.toml).
 NEG, HISTORY, NOW, BREAK, OTHER, UNIT = "NEG", "HISTORY", "NOW", "BREAK", "OTHER", "UNIT"
@@ -122,6 +127,8 @@ class Triager:
         self._by_anchor = self._anchor(self.rules)
         self._idioms_by_anchor = self._anchor(self.idioms)
         self.number_min = content.number_min
+        self.second_net = SecondNet.load(content.root / "crisis" / "second_net.json",
+                                         emoji=content.emoji, replace=content.replace)
 
     @staticmethod
     def _anchor(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
@@ -271,6 +278,8 @@ class Triager:
                 severity, lowered, other = self._context(rule, span, starts, occ, tokens)
                 hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order))
         if not hits:
+            if self.second_net is not None and self.second_net.flags(tokens):
+                return Triage("review", SECOND_NET, (Hit(SECOND_NET, "review", "review", 0, 0),))
             return ROUTINE
         hits.sort(key=lambda h: (-RANK[h.severity], h.order))
         return Triage(hits[0].severity, hits[0].rule, tuple(hits))

@@ -90,8 +90,20 @@ class Escalation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Staff side: who owns it, how it ended, and how paging went.
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    pages_sent: Mapped[int] = mapped_column(Integer, default=0)
+    page_round: Mapped[int] = mapped_column(Integer, default=0)
+    last_paged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    followup_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    page_problem: Mapped[str | None] = mapped_column(Text)
 
     contact: Mapped[Contact] = relationship()
+    claimed_by: Mapped["Staff | None"] = relationship(foreign_keys=[claimed_by_id])
 
     @property
     def silences_bot(self) -> bool:
@@ -101,6 +113,102 @@ class Escalation(Base):
         day; until someone claims it the bot keeps answering questions rather than go quiet.
         """
         return self.status == "claimed" or self.severity in ("emergency", "urgent")
+
+
+class Staff(Base):
+    """A staff member who can log in to the dashboard and be paged."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    phone: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    # The four members Flask-Login expects, without importing Flask into storage.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class Outbox(Base):
+    """An outbound SMS (staff page, texter follow-up, staff reply) waiting for the dispatcher.
+
+    Rows are written in the same transaction as what caused them and claimed by a
+    compare-and-set on ``status``, so a page survives a crash and is sent by one process.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # page, followup, reply
+    to_address: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    escalation_id: Mapped[int | None] = mapped_column(ForeignKey("escalations.id"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))  # recipient of a page, author of a reply
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))  # transcript row of a reply
+    page_round: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    twilio_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    local: Mapped[bool] = mapped_column(Boolean, default=False)  # kept in the local dev outbox
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    staff: Mapped["Staff | None"] = relationship()
+
+
+class AuditLog(Base):
+    """Who viewed, claimed, replied to, resolved or handed back what, and when. Never purged."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    escalation_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    staff: Mapped["Staff | None"] = relationship()
+
+
+class Heartbeat(Base):
+    """The dispatcher's last sign of life, per process name."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
 
 
 def mask(address: str | None) -> str:

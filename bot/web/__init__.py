@@ -34,6 +34,11 @@ class Extension:
         token = settings.twilio_auth_token
         self.validator = RequestValidator(token) if token else None
 
+    def dispatcher_for_callbacks(self):
+        """A dispatcher (never started) whose failure handling status callbacks reuse."""
+        from bot.staff.dispatcher import Dispatcher
+        return Dispatcher(self.db, self.settings, self.helpline.bot.content, sender=False)
+
     @property
     def insecure(self) -> bool:
         """True when webhooks are accepted unsigned (explicit development mode only)."""
@@ -57,7 +62,7 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     db = Database(settings.sqlalchemy_url)
     bot = get_bot(str(settings.replies_dir))
     spool = Spool(settings.instance_dir / "spool.jsonl")
-    ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool))
+    ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool, settings.public_url))
     app.extensions["helpline"] = ext
     if ext.validator is None:
         if settings.dev:

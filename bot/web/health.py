@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+
+from bot.store.models import Heartbeat, Outbox, Staff, aware, utcnow
+
+HEARTBEAT_STALE = 30  # seconds
 
 bp = Blueprint("health", __name__)
 
@@ -19,10 +23,31 @@ def healthz():
         missing = ext.db.missing_tables()
         if missing:
             checks["database"] = "schema missing: run 'helpline db upgrade'"
+        with ext.db.session() as s:
+            now = utcnow()
+            beat = aware(s.scalar(select(func.max(Heartbeat.beat_at))))
+            checks["dispatcher_heartbeat_age_s"] = round((now - beat).total_seconds(), 1) if beat else None
+            oldest = aware(s.scalar(select(func.min(Outbox.created_at)).where(Outbox.status.in_(("pending", "sending")))))
+            checks["oldest_unsent_age_s"] = round((now - oldest).total_seconds(), 1) if oldest else 0
+            checks["staff_on_call"] = s.scalar(select(func.count(Staff.id)).where(
+                Staff.active.is_(True), Staff.on_call.is_(True)))
     except Exception as exc:  # noqa: BLE001
         checks["database"] = f"unreachable: {type(exc).__name__}"
+    checks["sms_sending"] = ("twilio" if ext.settings.can_send_sms else
+                             "local outbox (development)" if ext.settings.dev else "NOT CONFIGURED")
+    problems = []
+    if checks.get("staff_on_call") == 0:
+        problems.append("no staff on call")
+    if checks["sms_sending"] == "NOT CONFIGURED":
+        problems.append("no Twilio credentials: pages cannot be sent")
+    age = checks.get("dispatcher_heartbeat_age_s")
+    if checks["database"] == "ok" and (age is None or age > HEARTBEAT_STALE):
+        problems.append("dispatcher not running")
+    if (checks.get("oldest_unsent_age_s") or 0) > 60:
+        problems.append("outbound texts are backing up")
+    checks["problems"] = problems
     spool = ext.helpline.spool
     if spool is not None and spool.pending():
         checks["spool"] = "messages stored late are waiting for the database"
-    degraded = checks["database"] != "ok" or ext.validator is None or "spool" in checks
+    degraded = checks["database"] != "ok" or ext.validator is None or "spool" in checks or bool(problems)
     return jsonify(status="degraded" if degraded else "ok", insecure_dev_mode=ext.insecure, checks=checks)

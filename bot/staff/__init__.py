@@ -1,0 +1,1 @@
+"""The human half: staff accounts, paging, the outbound dispatcher and dashboard actions."""

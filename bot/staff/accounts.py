@@ -1,0 +1,71 @@
+"""Staff accounts: add, list, on-call, remove, and password checks (werkzeug scrypt hashes)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from bot.store.models import Staff
+
+E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+class AccountError(ValueError):
+    """A staff account request that cannot be carried out."""
+
+
+def add_staff(s: Session, name: str, email: str, phone: str, password: str,
+              admin: bool = False, on_call: bool = False) -> Staff:
+    """Create a staff member; the password is stored only as a hash."""
+    email = email.strip().lower()
+    if not E164.match(phone):
+        raise AccountError("phone must be in E.164 form, e.g. +15551234567")
+    if len(password) < 10:
+        raise AccountError("password must be at least 10 characters")
+    if s.scalar(select(Staff).where(Staff.email == email)):
+        raise AccountError(f"{email} already exists")
+    staff = Staff(name=name.strip(), email=email, phone=phone, password_hash=generate_password_hash(password),
+                  is_admin=admin, on_call=on_call)
+    s.add(staff)
+    s.flush()
+    return staff
+
+
+def find(s: Session, email: str) -> Staff | None:
+    """The active or inactive staff member with this email."""
+    return s.scalar(select(Staff).where(Staff.email == email.strip().lower()))
+
+
+def authenticate(s: Session, email: str, password: str) -> Staff | None:
+    """The active staff member for these credentials, or None."""
+    staff = find(s, email)
+    if staff is None or not staff.active or not check_password_hash(staff.password_hash, password):
+        return None
+    return staff
+
+
+def set_on_call(s: Session, email: str, on: bool) -> Staff:
+    """Put a staff member on or off call."""
+    staff = find(s, email)
+    if staff is None or not staff.active:
+        raise AccountError(f"no active staff member {email}")
+    staff.on_call = on
+    return staff
+
+
+def remove_staff(s: Session, email: str) -> Staff:
+    """Deactivate (history and audit entries keep pointing at the row)."""
+    staff = find(s, email)
+    if staff is None or not staff.active:
+        raise AccountError(f"no active staff member {email}")
+    staff.active = False
+    staff.on_call = False
+    return staff
+
+
+def list_staff(s: Session) -> list[Staff]:
+    """Active staff, on-call first."""
+    return list(s.scalars(select(Staff).where(Staff.active.is_(True)).order_by(Staff.on_call.desc(), Staff.name)))

@@ -1,0 +1,226 @@
+"""The dispatcher: sends queued SMS, re-pages unclaimed escalations, follows up with texters.
+
+Runs in a thread under ``helpline serve`` and as ``helpline worker`` processes. Several may
+run at once against one database: every row is claimed with a compare-and-set UPDATE
+(``WHERE status = 'pending'``), and a claim is a lease, so a row whose sender crashed mid-send
+is picked up again after the lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+
+from bot.config import Settings
+from bot.core.content import Content
+from bot.staff import paging
+from bot.staff.sender import LocalSender, SendError, TwilioSender
+from bot.store.db import Database
+from bot.store.models import Contact, Escalation, Heartbeat, Message, Outbox, aware, utcnow
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 10
+BATCH = 20
+
+
+def backoff(attempts: int) -> timedelta:
+    """2, 4, 8 ... seconds, at most a minute."""
+    return timedelta(seconds=min(60, 2 ** attempts))
+
+
+def make_sender(settings: Settings):
+    """Twilio when configured; the local outbox in development; None when neither."""
+    if settings.can_send_sms:
+        callback = f"{settings.public_url.rstrip('/')}/sms/status" if settings.public_url else None
+        return TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_phone_number,
+                            api_url=settings.twilio_api_url, status_callback=callback)
+    if settings.dev:
+        return LocalSender()
+    return None
+
+
+class Dispatcher:
+    """One dispatcher loop; safe to run in several processes."""
+
+    def __init__(self, db: Database, settings: Settings, content: Content, sender=None, name: str | None = None):
+        self.db = db
+        self.settings = settings
+        self.content = content
+        # sender=False: a dispatcher used only for its failure handling (status callbacks).
+        self.sender = make_sender(settings) if sender is None else (sender or None)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        if self.sender is None and sender is None:
+            logger.error("no Twilio credentials (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER): "
+                         "pages and replies stay queued and /healthz reports them")
+
+    # -- one pass ------------------------------------------------------------------------
+    def tick(self, now: datetime | None = None) -> int:
+        """Heartbeat, schedule re-pages and follow-ups, send what is due; returns texts sent."""
+        now = now or utcnow()
+        self.beat(now)
+        self.schedule(now)
+        return self.send_due(now)
+
+    def beat(self, now: datetime) -> None:
+        """Record that this dispatcher is alive."""
+        with self.db.session() as s:
+            hb = s.get(Heartbeat, self.name)
+            if hb is None:
+                s.add(Heartbeat(name=self.name, beat_at=now))
+            else:
+                hb.beat_at = now
+
+    def schedule(self, now: datetime) -> None:
+        """Queue re-pages for unclaimed escalations and the one texter follow-up."""
+        repage = timedelta(seconds=self.settings.repage_seconds)
+        followup = timedelta(seconds=self.settings.followup_seconds)
+        with self.db.session() as s:
+            ids = s.scalars(select(Escalation.id).where(
+                Escalation.status == "open", Escalation.severity.in_(paging.PAGING_SEVERITIES))).all()
+        for esc_id in ids:
+            with self.db.session() as s:
+                esc = s.get(Escalation, esc_id)
+                if esc is None or esc.status != "open":
+                    continue
+                last = aware(esc.last_paged_at) or aware(esc.created_at)
+                if now - last >= repage:
+                    # Compare-and-set on page_round so two dispatchers cannot both re-page.
+                    won = s.execute(update(Escalation).where(
+                        Escalation.id == esc.id, Escalation.page_round == esc.page_round,
+                        Escalation.status == "open").values(page_round=esc.page_round + 1)).rowcount
+                    if won:
+                        s.refresh(esc)
+                        n = paging.enqueue_round(s, esc, self.settings.public_url, widen=True, now=now)
+                        logger.warning("escalation %d unclaimed: re-page round %d to %d staff", esc.id, esc.page_round, n)
+                if esc.followup_sent_at is None and now - aware(esc.created_at) >= followup:
+                    won = s.execute(update(Escalation).where(
+                        Escalation.id == esc.id, Escalation.followup_sent_at.is_(None)).values(
+                        followup_sent_at=now)).rowcount
+                    if won:
+                        self._queue_followup(s, esc, now)
+
+    def _queue_followup(self, s, esc: Escalation, now: datetime) -> None:
+        contact = s.get(Contact, esc.contact_id)
+        if contact.opted_out or esc.channel not in ("sms", "whatsapp"):
+            logger.warning("escalation %d: no texter follow-up (%s)", esc.id,
+                           "opted out" if contact.opted_out else esc.channel)
+            return
+        body = self.content.message("followup", contact.language or "en")
+        msg = Message(contact_id=contact.id, direction="out", body=body, kind="followup",
+                      escalation_id=esc.id, language=contact.language, created_at=now)
+        s.add(msg)
+        s.flush()
+        s.add(Outbox(kind="followup", to_address=contact.address, body=body, escalation_id=esc.id,
+                     message_id=msg.id, next_attempt_at=now, created_at=now))
+        logger.warning("escalation %d unclaimed: follow-up queued for %s", esc.id, contact.masked)
+
+    # -- sending -------------------------------------------------------------------------
+    def claim(self, now: datetime) -> list[int]:
+        """Claim due rows (pending, or sending with an expired lease) for this process."""
+        with self.db.session() as s:
+            candidates = s.scalars(select(Outbox.id).where(or_(
+                (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
+                (Outbox.status == "sending") & (Outbox.lease_until < now),
+            )).order_by(Outbox.id).limit(BATCH)).all()
+        mine = []
+        for oid in candidates:
+            with self.db.session() as s:
+                won = s.execute(update(Outbox).where(Outbox.id == oid, or_(
+                    (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
+                    (Outbox.status == "sending") & (Outbox.lease_until < now),
+                )).values(status="sending", lease_until=now + LEASE)).rowcount
+            if won:
+                mine.append(oid)
+        return mine
+
+    def send_due(self, now: datetime | None = None) -> int:
+        """Send every due row this process claims."""
+        if self.sender is None:
+            return 0
+        now = now or utcnow()
+        sent = 0
+        for oid in self.claim(now):
+            sent += self._send_one(oid)
+        return sent
+
+    def _send_one(self, oid: int) -> int:
+        with self.db.session() as s:
+            row = s.get(Outbox, oid)
+            esc = s.get(Escalation, row.escalation_id) if row.escalation_id else None
+            if row.kind == "page" and esc is not None and esc.status != "open":
+                row.status = "cancelled"  # claimed or closed meanwhile: nobody needs waking
+                return 0
+            to, body = row.to_address, row.body
+        try:
+            sid = self.sender.send(to, body)
+        except SendError as err:
+            self._failed(oid, err)
+            return 0
+        now = utcnow()
+        with self.db.session() as s:
+            row = s.get(Outbox, oid)
+            row.status, row.twilio_sid, row.sent_at = "sent", sid or None, now
+            row.local = self.sender.local
+            row.attempts += 1
+            if row.kind == "page" and row.escalation_id:
+                esc = s.get(Escalation, row.escalation_id)
+                esc.pages_sent += 1
+        logger.info("outbox %d (%s) sent%s", oid, row.kind, " to the local outbox" if self.sender.local else "")
+        return 1
+
+    def _failed(self, oid: int, err: SendError) -> None:
+        with self.db.session() as s:
+            row = s.get(Outbox, oid)
+            row.attempts += 1
+            row.error_code, row.error_message = err.code, err.message
+            if err.permanent or row.attempts >= MAX_ATTEMPTS:
+                row.status = "failed"
+                logger.error("outbox %d (%s) failed for good: %s %s", oid, row.kind, err.code, err.message)
+                self.on_permanent_failure(s, row)
+            else:
+                row.status = "pending"
+                row.next_attempt_at = utcnow() + backoff(row.attempts)
+                logger.warning("outbox %d (%s) failed, retry %d: %s", oid, row.kind, row.attempts, err.message)
+
+    def on_permanent_failure(self, s, row: Outbox) -> None:
+        """Show the failure on the escalation and, for a page, try the next person."""
+        if row.escalation_id is None:
+            return
+        esc = s.get(Escalation, row.escalation_id)
+        if row.kind == "page":
+            who = row.staff.name if row.staff else "staff"
+            esc.page_problem = f"page to {who} failed ({row.error_code or 'error'})"
+            if esc.status == "open" and not paging.enqueue_failover(s, esc, row, self.settings.public_url):
+                esc.page_problem += "; nobody else to page"
+        elif row.error_code == "21610":
+            contact = s.get(Contact, esc.contact_id)
+            contact.opted_out = True
+            esc.opted_out = True
+            esc.page_problem = "texter has opted out of SMS (21610): call instead"
+
+    # -- loop ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Tick until ``stop`` is set; a failing tick is logged and retried."""
+        logger.info("dispatcher %s running", self.name)
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - the loop must outlive a database blip
+                logger.exception("dispatcher tick failed")
+            stop.wait(interval)
+
+
+def start_in_thread(db: Database, settings: Settings, content: Content) -> tuple[threading.Thread, threading.Event]:
+    """Run a dispatcher beside the web server (``helpline serve``)."""
+    stop = threading.Event()
+    dispatcher = Dispatcher(db, settings, content)
+    thread = threading.Thread(target=dispatcher.run, args=(stop,), name="dispatcher", daemon=True)
+    thread.start()
+    return thread, stop

@@ -1,0 +1,71 @@
+"""Who gets paged for an escalation, and what the page says (never the texter's words).
+
+An SMS to a staff phone is not a secure channel, so a page carries the severity, the masked
+number, the age and a link: nothing the texter wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.store.models import Escalation, Outbox, Staff, aware, mask, utcnow
+
+logger = logging.getLogger(__name__)
+
+PAGING_SEVERITIES = ("emergency", "urgent")
+NO_STAFF = "NO STAFF ON CALL: nobody was paged"
+
+
+def page_text(escalation: Escalation, public_url: str | None, now: datetime | None = None) -> str:
+    """The page body: severity, masked number, age, link."""
+    now = now or utcnow()
+    minutes = max(0, int((now - aware(escalation.created_at)).total_seconds() // 60))
+    base = (public_url or "").rstrip("/")
+    link = f"{base}/dashboard/escalations/{escalation.id}" if base else f"/dashboard/escalations/{escalation.id}"
+    again = " (re-page)" if escalation.page_round > 0 else ""
+    return (f"Solace Hills helpline{again}: {escalation.severity.upper()} #{escalation.id}, "
+            f"texter {mask(escalation.contact.address)}, {minutes} min ago. Claim: {link}")
+
+
+def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list[Staff]:
+    """On-call staff first; a widened round pages every active staff member."""
+    q = select(Staff).where(Staff.active.is_(True))
+    if not widen:
+        q = q.where(Staff.on_call.is_(True))
+    return [st for st in s.scalars(q.order_by(Staff.id)) if st.id not in exclude]
+
+
+def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, widen: bool = False,
+                  now: datetime | None = None) -> int:
+    """Queue one page per recipient in the caller's transaction; returns how many."""
+    now = now or utcnow()
+    people = recipients(s, widen)
+    if not people and not widen:
+        people = recipients(s, widen=True)  # nobody on call: better to wake anyone than no one
+        escalation.page_problem = NO_STAFF + ("; paging all staff instead" if people else "")
+    if not people:
+        escalation.page_problem = "NO ACTIVE STAFF: nobody can be paged"
+        logger.critical("escalation %d cannot be paged: no active staff", escalation.id)
+        return 0
+    body = page_text(escalation, public_url, now)
+    for person in people:
+        s.add(Outbox(kind="page", to_address=person.phone, body=body, escalation_id=escalation.id,
+                     staff_id=person.id, page_round=escalation.page_round, next_attempt_at=now, created_at=now))
+    escalation.last_paged_at = now
+    return len(people)
+
+
+def enqueue_failover(s: Session, escalation: Escalation, failed: Outbox, public_url: str | None) -> bool:
+    """After a permanent failure, page the next person not yet paged for this escalation."""
+    paged = set(s.scalars(select(Outbox.staff_id).where(Outbox.escalation_id == escalation.id,
+                                                        Outbox.kind == "page")))
+    for widen in (False, True):
+        for person in recipients(s, widen, exclude={p for p in paged if p is not None}):
+            s.add(Outbox(kind="page", to_address=person.phone, body=page_text(escalation, public_url),
+                         escalation_id=escalation.id, staff_id=person.id, page_round=escalation.page_round))
+            return True
+    return False
