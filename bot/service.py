@@ -200,6 +200,9 @@ class Helpline:
 
     def _page_if_needed(self, s: Session, escalation: Escalation, now) -> None:
         """Queue the first round of pages in this same transaction (a review that turns urgent too)."""
+        if escalation.channel == "test":
+            escalation.page_problem = "training conversation: nobody is paged"
+            return
         if (escalation.severity in PAGING_SEVERITIES and escalation.status == "open"
                 and escalation.last_paged_at is None and escalation.page_round == 0):
             n = enqueue_round(s, escalation, self.public_url, now=now)

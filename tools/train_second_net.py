@@ -54,10 +54,10 @@ FOLDS = 5
 SEED = 0
 GRID = [  # (C, use_idf, class_weight, min_df)
     (c, idf, cw, md)
-    for c in (1.0, 3.0, 10.0, 30.0)
+    for c in (1.0, 3.0, 10.0, 30.0, 100.0)
     for idf in (False, True)
     for cw in (None, "balanced")
-    for md in (2,)
+    for md in (1, 2)
 ]
 
 
@@ -91,12 +91,23 @@ def examples(content) -> tuple[list[str], list[int], dict[str, int]]:
     return texts, labels, counts
 
 
-def dedupe(docs: list[str], labels: list[int]) -> tuple[list[str], np.ndarray, int]:
-    """One row per distinct model text; a text labelled both ways counts as crisis."""
+def dedupe(docs: list[str], labels: list[int], raw: list[str]) -> tuple[list[str], np.ndarray, list[str]]:
+    """One row per distinct model text (a text labelled both ways counts as crisis), and a raw text for it."""
     seen: dict[str, int] = {}
-    for doc, y in zip(docs, labels):
+    first: dict[str, str] = {}
+    for doc, y, text in zip(docs, labels, raw):
         seen[doc] = max(seen.get(doc, 0), y)
-    return list(seen), np.array(list(seen.values())), len(docs) - len(seen)
+        first.setdefault(doc, text)
+    return list(seen), np.array(list(seen.values())), [first[d] for d in seen]
+
+
+def rules_silent(content, texts: list[str]) -> np.ndarray:
+    """Which texts the hand-written rules alone leave routine (where the second net matters)."""
+    from bot.core.triage import Triager
+
+    triager = Triager(content)
+    triager.second_net = None
+    return np.array([not triager.triage(t).escalate for t in texts])
 
 
 def vectorizer(use_idf: bool, min_df: int) -> TfidfVectorizer:
@@ -164,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     content = load(ROOT / "replies")
     raw, labels, counts = examples(content)
     docs_all = [model_text(words(t, content.emoji, content.replace)) for t in raw]
-    docs, y, dropped = dedupe(docs_all, labels)
-    print(f"{len(raw)} examples, {dropped} duplicates dropped -> {len(docs)} "
+    docs, y, firsts = dedupe(docs_all, labels, raw)
+    silent = rules_silent(content, firsts)
+    print(f"{len(raw)} examples, {len(raw) - len(docs)} duplicates dropped -> {len(docs)} "
           f"({int(y.sum())} crisis, {int((y == 0).sum())} routine)")
     for src, n in counts.items():
         print(f"  {src}: {n}")
@@ -186,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         cv = metrics(oof, y, threshold)
     c, use_idf, cw, min_df = cfg
     print(f"chosen: C={c} idf={use_idf} class_weight={cw} min_df={min_df} threshold={threshold} cv={cv}")
+    # Where it matters: texts the rules leave routine. Added escalations, right and wrong.
+    behind = metrics(oof[silent], y[silent], threshold)
+    caught = [firsts[i] for i in np.flatnonzero(silent & (y == 1) & (oof >= threshold))]
+    print(f"rules silent on {int((silent & (y == 1)).sum())} crisis and {int((silent & (y == 0)).sum())} "
+          f"routine texts; out-of-fold second net there: {behind}")
+    for text in caught:
+        print(f"  caught: {text}")
 
     vec, clf = fit(docs, y, *cfg)
     weights, idf, intercept = export(vec, clf, use_idf)
@@ -203,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "classifier": {"C": c, "class_weight": cw, "penalty": "l2", "sklearn": sklearn.__version__},
         "trained_on": counts,
         "examples": {"distinct": len(docs), "crisis": int(y.sum()), "routine": int((y == 0).sum())},
-        "cv": {**cv, "folds": FOLDS, "max_fpr": MAX_FPR},
+        "cv": {**cv, "folds": FOLDS, "max_fpr": MAX_FPR, "where_rules_silent": behind},
         "weights": weights,
     }
     if use_idf:

@@ -83,7 +83,8 @@ class Dispatcher:
         followup = timedelta(seconds=self.settings.followup_seconds)
         with self.db.session() as s:
             ids = s.scalars(select(Escalation.id).where(
-                Escalation.status == "open", Escalation.severity.in_(paging.PAGING_SEVERITIES))).all()
+                Escalation.status == "open", Escalation.severity.in_(paging.PAGING_SEVERITIES),
+                Escalation.channel != "test")).all()
         for esc_id in ids:
             with self.db.session() as s:
                 esc = s.get(Escalation, esc_id)
