@@ -8,7 +8,7 @@ webhook, the terminal simulator, the batch ``triage`` command and the tests all 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -65,7 +65,6 @@ class Decision:
     topic: str | None = None
     opt_out: bool | None = None  # True: opted out now; False: opted back in now
     remember_language: str | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
 
 def keyword(text: str) -> str:
