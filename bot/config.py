@@ -41,6 +41,8 @@ class Settings:
     repage_seconds: int = 300
     followup_seconds: int = 600
     twilio_api_url: str | None = None
+    reply_limit_per_hour: int = 10
+    retention_days: int = 90
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -62,6 +64,8 @@ class Settings:
             repage_seconds=int(env.get("HELPLINE_REPAGE_SECONDS") or 300),
             followup_seconds=int(env.get("HELPLINE_TEXTER_FOLLOWUP_SECONDS") or 600),
             twilio_api_url=_opt(env.get("HELPLINE_TWILIO_API_URL")),
+            reply_limit_per_hour=int(env.get("HELPLINE_REPLY_LIMIT_PER_HOUR") or 10),
+            retention_days=int(env.get("HELPLINE_RETENTION_DAYS") or 90),
         )
 
     @property

@@ -8,10 +8,10 @@ still gets the crisis reply (or, for routine texts, a short "call us"), logged l
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,8 @@ class Helpline:
     """The bot plus its storage; channel adapters (webhook, simulator) call :meth:`handle`."""
 
     def __init__(self, bot: Bot, db: Database | None, context_minutes: int = 15, spool: Spool | None = None,
-                 public_url: str | None = None):
+                 public_url: str | None = None, reply_limit_per_hour: int = 10):
+        self.reply_limit = reply_limit_per_hour
         self.bot = bot
         self.db = db
         self.context = timedelta(minutes=context_minutes)
@@ -127,6 +128,10 @@ class Helpline:
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
             now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()
+            if decision.reply and decision.kind != "crisis" and self._over_limit(s, contact, now):
+                # SMS pumping or a loop with another bot: keep the text, stop answering. Never a crisis.
+                logger.warning("reply limit reached for %s: stored, not answered", contact.masked)
+                decision = replace(decision, kind="limited", reply=None)
             contact.last_seen_at = now
             if decision.remember_language:
                 contact.language = decision.remember_language
@@ -158,6 +163,15 @@ class Helpline:
                         f" ({verdict.severity})" if verdict.severity else "")
             return Outcome(decision.reply, decision, stored=True,
                            escalation_id=escalation.id if escalation is not None else None)
+
+    def _over_limit(self, s: Session, contact: Contact, now) -> bool:
+        """Whether the bot already answered this sender ``reply_limit`` times in the last hour."""
+        if self.reply_limit <= 0:
+            return False
+        sent = s.scalar(select(func.count(Message.id)).where(
+            Message.contact_id == contact.id, Message.direction == "out", Message.kind == "bot",
+            Message.created_at >= now - timedelta(hours=1)))
+        return sent >= self.reply_limit
 
     def _recent(self, s: Session, contact: Contact) -> tuple[str, ...]:
         """The sender's last few texts that did not escalate on their own (read with the new one)."""

@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     db = Database(settings.sqlalchemy_url)
     bot = get_bot(str(settings.replies_dir))
     spool = Spool(settings.instance_dir / "spool.jsonl")
-    ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool, settings.public_url))
+    ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool, settings.public_url,
+                                             settings.reply_limit_per_hour))
     app.extensions["helpline"] = ext
     if ext.validator is None:
         if settings.dev:
