@@ -202,6 +202,25 @@ def staff_remove(email) -> None:
     click.echo(f"{email} removed")
 
 
+@main.command()
+@click.option("--older-than", "older_than", default=None,
+              help="Erase content older than this (90d, 12w, 48h); default HELPLINE_RETENTION_DAYS days.")
+def purge(older_than: str | None) -> None:
+    """Erase message bodies and numbers past retention; escalation metrics and the audit log stay."""
+    from datetime import timedelta
+
+    from bot.store.db import Database
+    from bot.store.retention import parse_age, purge as run_purge
+    settings = Settings.from_env()
+    try:
+        age = parse_age(older_than) if older_than else timedelta(days=settings.retention_days)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than")
+    report = run_purge(Database(settings.sqlalchemy_url), age)
+    click.echo(f"purged before {report.cutoff:%Y-%m-%d %H:%M} UTC: {report.messages} message bodies, "
+               f"{report.outbox} outbound texts, {report.notes} notes, {report.contacts} numbers")
+
+
 @main.group()
 def db() -> None:
     """Database schema commands."""
