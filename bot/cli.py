@@ -69,6 +69,22 @@ def triage() -> None:
         out.flush()
 
 
+@main.command()
+def check() -> None:
+    """Report insecure configuration; exit 1 if any (serve and gunicorn refuse it outside HELPLINE_DEV)."""
+    settings = Settings.from_env()
+    problems = settings.insecure()
+    for p in problems:
+        click.echo(f"INSECURE: {p}", err=True)
+    if not settings.can_send_sms:
+        click.echo("WARNING: TWILIO_ACCOUNT_SID/TWILIO_PHONE_NUMBER missing: staff cannot be paged", err=True)
+    if settings.dev:
+        click.echo("NOTE: HELPLINE_DEV=1 (development mode) is on", err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("configuration OK")
+
+
 @main.command("check-content")
 def check_content() -> None:
     """Validate replies/: SMS limits, clinic number, reachable topics, rule examples."""

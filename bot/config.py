@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +68,22 @@ class Settings:
             reply_limit_per_hour=int(env.get("HELPLINE_REPLY_LIMIT_PER_HOUR") or 10),
             retention_days=int(env.get("HELPLINE_RETENTION_DAYS") or 90),
         )
+
+    def insecure(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Configuration that must not reach production (``helpline check`` and start-up refuse it)."""
+        env = os.environ if environ is None else environ
+        problems = []
+        if not self.secret_key:
+            problems.append("SECRET_KEY is not set (sessions would not survive a restart and could be forged)")
+        if not self.twilio_auth_token:
+            problems.append("TWILIO_AUTH_TOKEN is not set (webhook signatures cannot be checked)")
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+                problems.append(f"HELPLINE_PUBLIC_URL {self.public_url} is plain HTTP on a non-loopback host")
+        if _flag(env.get("FLASK_DEBUG")):
+            problems.append("FLASK_DEBUG is on (the debugger runs arbitrary code)")
+        return problems
 
     @property
     def can_send_sms(self) -> bool:
