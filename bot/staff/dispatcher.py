@@ -100,7 +100,9 @@ class Dispatcher:
                         s.refresh(esc)
                         n = paging.enqueue_round(s, esc, self.settings.public_url, widen=True, now=now)
                         logger.warning("escalation %d unclaimed: re-page round %d to %d staff", esc.id, esc.page_round, n)
-                if esc.followup_sent_at is None and now - aware(esc.created_at) >= followup:
+                # The texter was told staff are alerted when the first page went out: count from then.
+                first_page = aware(esc.first_paged_at)
+                if esc.followup_sent_at is None and first_page is not None and now - first_page >= followup:
                     won = s.execute(update(Escalation).where(
                         Escalation.id == esc.id, Escalation.followup_sent_at.is_(None)).values(
                         followup_sent_at=now)).rowcount
@@ -148,10 +150,10 @@ class Dispatcher:
         now = now or utcnow()
         sent = 0
         for oid in self.claim(now):
-            sent += self._send_one(oid)
+            sent += self._send_one(oid, now)
         return sent
 
-    def _send_one(self, oid: int) -> int:
+    def _send_one(self, oid: int, now: datetime) -> int:
         with self.db.session() as s:
             row = s.get(Outbox, oid)
             esc = s.get(Escalation, row.escalation_id) if row.escalation_id else None
@@ -162,9 +164,8 @@ class Dispatcher:
         try:
             sid = self.sender.send(to, body)
         except SendError as err:
-            self._failed(oid, err)
+            self._failed(oid, err, now)
             return 0
-        now = utcnow()
         with self.db.session() as s:
             row = s.get(Outbox, oid)
             row.status, row.twilio_sid, row.sent_at = "sent", sid or None, now
@@ -176,7 +177,7 @@ class Dispatcher:
         logger.info("outbox %d (%s) sent%s", oid, row.kind, " to the local outbox" if self.sender.local else "")
         return 1
 
-    def _failed(self, oid: int, err: SendError) -> None:
+    def _failed(self, oid: int, err: SendError, now: datetime) -> None:
         with self.db.session() as s:
             row = s.get(Outbox, oid)
             row.attempts += 1
@@ -187,7 +188,7 @@ class Dispatcher:
                 self.on_permanent_failure(s, row)
             else:
                 row.status = "pending"
-                row.next_attempt_at = utcnow() + backoff(row.attempts)
+                row.next_attempt_at = now + backoff(row.attempts)
                 logger.warning("outbox %d (%s) failed, retry %d: %s", oid, row.kind, row.attempts, err.message)
 
     def on_permanent_failure(self, s, row: Outbox) -> None:

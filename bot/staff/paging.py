@@ -56,6 +56,8 @@ def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, wi
         s.add(Outbox(kind="page", to_address=person.phone, body=body, escalation_id=escalation.id,
                      staff_id=person.id, page_round=escalation.page_round, next_attempt_at=now, created_at=now))
     escalation.last_paged_at = now
+    if escalation.first_paged_at is None:
+        escalation.first_paged_at = now
     return len(people)
 
 

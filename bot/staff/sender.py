@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from bot.store.models import mask_numbers
+
 logger = logging.getLogger(__name__)
 
 # Twilio errors that will never succeed on retry: unsubscribed, invalid or non-mobile numbers.
@@ -51,7 +53,7 @@ class TwilioSender:
         except TwilioRestException as exc:
             code = str(exc.code) if exc.code else None
             permanent = code in PERMANENT or (exc.status in (400, 404) and code not in (None, "20429"))
-            raise SendError(code, f"Twilio {exc.status}: {exc.msg}", permanent) from None
+            raise SendError(code, mask_numbers(f"Twilio {exc.status}: {exc.msg}"), permanent) from None
         except Exception as exc:  # noqa: BLE001 - network trouble is always worth a retry
             raise SendError(None, f"{type(exc).__name__}", permanent=False) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
@@ -98,6 +99,7 @@ class Escalation(Base):
     note: Mapped[str | None] = mapped_column(Text)
     pages_sent: Mapped[int] = mapped_column(Integer, default=0)
     page_round: Mapped[int] = mapped_column(Integer, default=0)
+    first_paged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_paged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     followup_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     page_problem: Mapped[str | None] = mapped_column(Text)
@@ -215,3 +217,11 @@ def mask(address: str | None) -> str:
     """Keep only the last four digits: '+15555550100' -> '***-0100'."""
     digits = "".join(ch for ch in (address or "") if ch.isdigit())
     return f"***-{digits[-4:]}" if len(digits) >= 4 else "***"
+
+
+_PHONE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+
+
+def mask_numbers(text: str | None) -> str | None:
+    """Mask every phone number inside free text (Twilio error messages quote the 'To' number)."""
+    return _PHONE.sub(lambda m: mask(m.group(0)), text) if text else text
