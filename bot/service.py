@@ -166,7 +166,7 @@ class Helpline:
 
     def _over_limit(self, s: Session, contact: Contact, now) -> bool:
         """Whether the bot already answered this sender ``reply_limit`` times in the last hour."""
-        if self.reply_limit <= 0:
+        if self.reply_limit <= 0 or contact.channel == "test":  # staff training is not abuse
             return False
         sent = s.scalar(select(func.count(Message.id)).where(
             Message.contact_id == contact.id, Message.direction == "out", Message.kind == "bot",

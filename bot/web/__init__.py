@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask
@@ -53,6 +54,16 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     app.config.update(
         SECRET_KEY=settings.secret_key or secrets.token_hex(32),
         MAX_CONTENT_LENGTH=256 * 1024,
+        # Dashboard session cookie: no script access, not sent on cross-site posts, HTTPS-only when public.
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(settings.public_url and settings.public_url.lower().startswith("https")),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # A queue page left open all shift must still claim: the token lives as long as the session.
+        WTF_CSRF_TIME_LIMIT=None,
+        # Referrer-Policy: no-referrer means browsers send no Referer, which Flask-WTF's HTTPS
+        # referrer check would reject; the per-session token and SameSite=Lax carry the protection.
+        WTF_CSRF_SSL_STRICT=False,
     )
     if overrides:
         app.config.update(overrides)
@@ -72,9 +83,15 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
             logger.error("TWILIO_AUTH_TOKEN is not set: /sms will refuse every request (403). "
                          "Set it, or set HELPLINE_DEV=1 for local development.")
 
+    from bot.web import dashboard
     from bot.web.health import bp as health_bp
     from bot.web.sms import bp as sms_bp
 
     app.register_blueprint(sms_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(dashboard.bp)
+    dashboard.init_app(app)
+    # Twilio signs its webhooks; it cannot send a CSRF token.
+    dashboard.csrf.exempt(sms_bp)
+    dashboard.csrf.exempt(health_bp)
     return app

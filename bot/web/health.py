@@ -12,10 +12,8 @@ HEARTBEAT_STALE = 30  # seconds
 bp = Blueprint("health", __name__)
 
 
-@bp.get("/healthz")
-def healthz():
-    """Report readiness; 200 even when degraded, because crisis replies still go out."""
-    ext = current_app.extensions["helpline"]
+def system_checks(ext) -> tuple[dict, bool]:
+    """The readiness checks and whether the service is degraded (shared by /healthz and the dashboard)."""
     checks = {"database": "ok", "signature_validation": "on" if ext.validator else "OFF"}
     try:
         with ext.db.engine.connect() as conn:
@@ -50,4 +48,12 @@ def healthz():
     if spool is not None and spool.pending():
         checks["spool"] = "messages stored late are waiting for the database"
     degraded = checks["database"] != "ok" or ext.validator is None or "spool" in checks or bool(problems)
+    return checks, degraded
+
+
+@bp.get("/healthz")
+def healthz():
+    """Report readiness; 200 even when degraded, because crisis replies still go out."""
+    ext = current_app.extensions["helpline"]
+    checks, degraded = system_checks(ext)
     return jsonify(status="degraded" if degraded else "ok", insecure_dev_mode=ext.insecure, checks=checks)
