@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from bot.staff.accounts import add_staff
 from bot.staff.dispatcher import Dispatcher
-from bot.store.models import AuditLog, Contact, Escalation, Message, Outbox
+from bot.store.models import AuditLog, Contact, Escalation, Message, Outbox, Staff
 from bot.web import create_app
 from conftest import SMS, TEXTER, make_healthy
 
@@ -538,3 +538,18 @@ def test_the_local_outbox_shows_what_would_have_been_texted(settings):
         assert "SMS SENDING IS NOT CONFIGURED" in html
     finally:
         ext.db.engine.dispose()
+
+
+def test_releasing_a_claim_returns_it_to_the_queue_and_lets_others_claim(db, sms, ann, bob):
+    sms.send(CRISIS)
+    esc = escalation(db)
+    ann.post(f"/dashboard/escalations/{esc.id}/claim")
+    assert "not released" in bob.post(f"/dashboard/escalations/{esc.id}/release").get_data(as_text=True).lower()
+    ann.post(f"/dashboard/escalations/{esc.id}/release")
+    released = escalation(db)
+    assert released.status == "open" and released.claimed_by_id is None
+    bob.post(f"/dashboard/escalations/{esc.id}/claim")
+    with db.session() as s:
+        claimer = s.get(Escalation, esc.id).claimed_by_id
+        assert s.scalar(select(Staff.name).where(Staff.id == claimer)) == "Bob Baker"
+        assert "release" in {a.action for a in s.scalars(select(AuditLog))}

@@ -136,6 +136,17 @@ def hand_back(db: Database, escalation_id: int, staff: Staff) -> None:
         audit(s, staff, "hand_back", esc.id)
 
 
+def release(db: Database, escalation_id: int, staff: Staff) -> None:
+    """Put a claimed escalation back in the queue (the owner must leave); re-paging resumes."""
+    with db.session() as s:
+        esc = _owned(s, escalation_id, staff)
+        if esc.status != "claimed":
+            raise ActionError("only a claimed escalation can be released")
+        now = utcnow()
+        esc.status, esc.claimed_by_id, esc.claimed_at, esc.updated_at = "open", None, None, now
+        audit(s, staff, "release", esc.id)
+
+
 def record_view(db: Database, escalation_id: int, staff: Staff) -> None:
     """Audit that a staff member opened an escalation."""
     with db.session() as s:

@@ -445,6 +445,18 @@ def hand_back(escalation_id: int):
     return redirect(url_for("dashboard.queue"))
 
 
+@bp.post("/escalations/<int:escalation_id>/release")
+def release(escalation_id: int):
+    """Give a claimed escalation back to the queue so someone else can take it."""
+    try:
+        actions.release(_ext().db, escalation_id, current_user)
+    except actions.ActionError as err:
+        flash(f"Not released: {err}.", "error")
+        return _after_action(escalation_id)
+    flash(f"Escalation #{escalation_id} is back in the queue; staff will be paged again if nobody claims it.", "success")
+    return redirect(url_for("dashboard.queue"))
+
+
 # --- conversations, search, audit, outbox ---------------------------------------------------------
 
 @bp.get("/contacts/<int:contact_id>")
