@@ -26,8 +26,11 @@ def main() -> None:
 def serve(host: str, port: int) -> None:
     """Run the web app with Flask's development server (use gunicorn in production)."""
     from bot.staff.dispatcher import start_in_thread
-    from bot.web import create_app
-    app = create_app()
+    from bot.web import InsecureConfiguration, create_app
+    try:
+        app = create_app(refuse_insecure=True)
+    except InsecureConfiguration as exc:
+        raise click.ClickException(str(exc))
     ext = app.extensions["helpline"]
     _, stop = start_in_thread(ext.db, ext.settings, ext.helpline.bot.content)
     try:

@@ -553,3 +553,12 @@ def test_releasing_a_claim_returns_it_to_the_queue_and_lets_others_claim(db, sms
         claimer = s.get(Escalation, esc.id).claimed_by_id
         assert s.scalar(select(Staff.name).where(Staff.id == claimer)) == "Bob Baker"
         assert "release" in {a.action for a in s.scalars(select(AuditLog))}
+
+
+def test_repeated_failed_logins_are_refused_for_a_while(app, team):
+    staffer = Staffer(app, "ann@clinic.test")
+    for _ in range(5):
+        assert staffer.login(password="wrong password!").status_code == 401
+    assert staffer.login().status_code == 429  # even the right password waits
+    other = Staffer(app, "bob@clinic.test")
+    assert other.login().status_code == 302  # another account from the same address still works

@@ -36,3 +36,29 @@ def test_check_command_exits_1_and_names_the_problem(runner, monkeypatch):
     for key, value in SAFE.items():
         monkeypatch.setenv(key, value)
     assert runner.invoke(main, ["check"]).exit_code == 0
+
+
+def test_production_entry_points_refuse_an_insecure_configuration(settings):
+    import dataclasses
+
+    from bot.web import InsecureConfiguration, create_app
+    with pytest.raises(InsecureConfiguration, match="SECRET_KEY"):
+        create_app(dataclasses.replace(settings, secret_key=None), refuse_insecure=True)
+    create_app(dataclasses.replace(settings, secret_key=None, dev=True), refuse_insecure=True)  # explicit dev
+    create_app(settings, refuse_insecure=True)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/sms", "/dashboard/login"])
+def test_every_response_carries_security_headers(client, path):
+    resp = client.get(path) if path != "/sms" else client.post(path)
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+
+
+def test_hsts_is_sent_behind_an_https_public_url(settings):
+    import dataclasses
+
+    from bot.web import create_app
+    app = create_app(dataclasses.replace(settings, public_url="https://helpline.example.org"))
+    assert "max-age" in app.test_client().get("/healthz").headers["Strict-Transport-Security"]

@@ -49,6 +49,21 @@ def audit(s: Session, staff: Staff | None, action: str, escalation_id: int | Non
                    detail=detail, at=utcnow()))
 
 
+LOGIN_WINDOW = timedelta(minutes=15)
+MAX_FAILED_PER_EMAIL = 5
+MAX_FAILED_PER_IP = 20
+
+
+def too_many_failed_logins(s: Session, email: str, ip: str, now: datetime | None = None) -> bool:
+    """Whether this email or address failed to log in too often lately (checked in the database,
+    so the limit holds across processes and hosts)."""
+    since = (now or utcnow()) - LOGIN_WINDOW
+    failed = select(func.count(AuditLog.id)).where(AuditLog.action == "login_failed", AuditLog.at >= since)
+    by_email = s.scalar(failed.where(AuditLog.detail.like(f"{email}|%")))
+    by_ip = s.scalar(failed.where(AuditLog.detail.like(f"%|{ip}")))
+    return by_email >= MAX_FAILED_PER_EMAIL or by_ip >= MAX_FAILED_PER_IP
+
+
 def queue(s: Session, statuses=("open", "claimed")) -> list[QueueItem]:
     """Escalations in these statuses, most severe and oldest first."""
     rows = s.execute(select(Escalation, Contact, Staff).join(Contact, Escalation.contact_id == Contact.id)

@@ -46,10 +46,26 @@ class Extension:
         return self.validator is None and self.settings.dev
 
 
-def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
-    """Build the Flask app; tests pass their own Settings."""
+class InsecureConfiguration(RuntimeError):
+    """Start-up refused: the configuration must not serve real texters."""
+
+
+def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | None = None,
+               refuse_insecure: bool = False) -> Flask:
+    """Build the Flask app; tests pass their own Settings.
+
+    ``refuse_insecure`` is set by the production entry points (``app.py`` for gunicorn and
+    ``helpline serve``): outside explicit development mode they will not start with a missing
+    SECRET_KEY or TWILIO_AUTH_TOKEN, a plain-HTTP public URL or debug on.
+    """
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problems = settings.insecure()
+    if refuse_insecure and problems and not settings.dev:
+        for problem in problems:
+            logger.critical("refusing to start: %s", problem)
+        raise InsecureConfiguration("refusing to start: " + "; ".join(problems) +
+                                    " (fix these, or set HELPLINE_DEV=1 for local development)")
     app = Flask(__name__, instance_path=str(settings.instance_dir))
     app.config.update(
         SECRET_KEY=settings.secret_key or secrets.token_hex(32),
@@ -86,6 +102,22 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     from bot.web import dashboard
     from bot.web.health import bp as health_bp
     from bot.web.sms import bp as sms_bp
+
+    hsts = bool(settings.public_url and settings.public_url.lower().startswith("https"))
+
+    @app.after_request
+    def security_headers(resp):
+        """Every response: no sniffing, no framing, no referrer; HSTS behind HTTPS.
+
+        TwiML and JSON need no scripts at all; the dashboard sets its own, stricter-for-pages CSP.
+        """
+        resp.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        if hsts:
+            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return resp
 
     app.register_blueprint(sms_bp)
     app.register_blueprint(health_bp)

@@ -273,12 +273,19 @@ def login():
     if current_user.is_authenticated:
         return redirect(nxt or url_for("dashboard.queue"))
     if request.method == "POST":
-        email = request.form.get("email", "")
+        email = request.form.get("email", "").strip().lower()
         password = request.form.get("password", "")
+        ip = request.remote_addr or "?"
         with _ext().db.session() as s:
+            if actions.too_many_failed_logins(s, email, ip):
+                logger.warning("dashboard login refused: too many failed attempts")
+                flash("Too many failed attempts. Wait 15 minutes, or ask an admin.", "error")
+                return render_template("dashboard/login.html", email=email, next=nxt), 429
             staff = authenticate(s, email, password) if email and password else None
             if staff is not None:
                 actions.audit(s, staff, "login")
+            else:
+                actions.audit(s, None, "login_failed", detail=f"{email}|{ip}")
         if staff is None:
             logger.info("dashboard login failed")
             flash("Wrong email or password.", "error")
