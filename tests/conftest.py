@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+import os
 from itertools import count
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from click.testing import CliRunner
@@ -79,10 +81,58 @@ class SMS:
         return self.post(self.params(body, sender, sid, **extra))
 
 
+POSTGRES_URL = os.environ.get("HELPLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("HELPLINE_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: relies on SQLite itself (triggers, files); not run on PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def postgres_admin():
+    """An engine on the machine's PostgreSQL, or a visible skip when there is none (a failure in CI)."""
+    from sqlalchemy import create_engine, text
+    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3}, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        engine.dispose()
+        message = f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}): PostgreSQL tests skipped"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message.replace("skipped", "REQUIRED (HELPLINE_REQUIRE_POSTGRES=1)"), pytrace=False)
+        pytest.skip(message)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str | None:
+    """Every storage test runs twice: on a SQLite file, and in a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return None  # the instance folder's SQLite file
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("SQLite-specific test")
+    from sqlalchemy import text
+    admin = request.getfixturevalue("postgres_admin")
+    schema = f"t_{uuid4().hex[:16]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+    request.addfinalizer(drop)
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Production-like settings: a real auth token, a SQLite file in a temporary instance folder."""
-    return Settings(twilio_auth_token=TOKEN, twilio_account_sid=ACCOUNT_SID, twilio_phone_number=CLINIC_NUMBER,
+def settings(tmp_path: Path, database_url) -> Settings:
+    """Production-like settings: a real auth token, SQLite or PostgreSQL, a temporary instance folder."""
+    return Settings(database_url=database_url, twilio_auth_token=TOKEN, twilio_account_sid=ACCOUNT_SID, twilio_phone_number=CLINIC_NUMBER,
                     secret_key="test-secret", instance_dir=tmp_path, replies_dir=DEFAULT_REPLIES_DIR)
 
 

@@ -179,6 +179,7 @@ def test_emergency_text_pages_each_on_call_staff_member_with_no_texter_words(db,
     assert all(r.sent_at is not None and r.attempts == 1 and not r.local for r in rows)
 
 
+@pytest.mark.sqlite_only  # the fault is injected with a SQLite trigger
 def test_pages_roll_back_with_the_escalation_when_storing_fails(db, sms):
     staff(db, "Alice", ALICE)
     # A database fault late in the webhook's transaction (when the bot's reply row is written).

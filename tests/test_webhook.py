@@ -447,6 +447,7 @@ def test_after_an_outage_the_next_text_from_a_spooled_crisis_texter_joins_the_es
     assert reply.text is None  # a human owns the conversation now, as for any open escalation
 
 
+@pytest.mark.sqlite_only  # the fault is injected with a SQLite trigger
 @pytest.mark.parametrize("table", ["contacts", "messages"])
 def test_a_failed_insert_never_logs_the_body_or_the_full_number(app, db, sms, caplog, table):
     # A trigger that cannot run makes the insert fail as a full disk or I/O error would.
