@@ -26,10 +26,10 @@ def main() -> None:
 def serve(host: str, port: int) -> None:
     """Run the web app with Flask's development server (use gunicorn in production)."""
     from bot.staff.dispatcher import start_in_thread
-    from bot.web import InsecureConfiguration, create_app
+    from bot.web import InsecureConfiguration, UnmigratedDatabase, create_app
     try:
         app = create_app(refuse_insecure=True)
-    except InsecureConfiguration as exc:
+    except (InsecureConfiguration, UnmigratedDatabase) as exc:
         raise click.ClickException(str(exc))
     ext = app.extensions["helpline"]
     _, stop = start_in_thread(ext.db, ext.settings, ext.helpline.bot.content)
@@ -49,7 +49,8 @@ def simulate(sender: str) -> None:
     from bot.web import create_app
     app = create_app(Settings.from_env())
     ext = app.extensions["helpline"]
-    ext.db.create_all()
+    from bot.store import migrate
+    migrate.upgrade(ext.db)
     click.echo(f"Texting as {sender}. Type a message; Ctrl-D to quit.")
     for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: click.prompt("you", default="", show_default=False), None):
         line = line.rstrip("\n")
@@ -247,12 +248,12 @@ def db() -> None:
 
 @db.command()
 def upgrade() -> None:
-    """Create or upgrade the schema."""
+    """Create or upgrade the schema with Alembic migrations (SQLite or PostgreSQL)."""
+    from bot.store import migrate
     from bot.store.db import Database
     settings = Settings.from_env()
-    database = Database(settings.sqlalchemy_url)
-    database.create_all()
-    click.echo("database schema is up to date")
+    migrate.upgrade(Database(settings.sqlalchemy_url))
+    click.echo(f"database schema is up to date ({migrate.head()})")
 
 
 if __name__ == "__main__":

@@ -50,13 +50,32 @@ class InsecureConfiguration(RuntimeError):
     """Start-up refused: the configuration must not serve real texters."""
 
 
+class UnmigratedDatabase(RuntimeError):
+    """Start-up refused: the schema is missing or older than this code."""
+
+
+def _require_migrated(db: Database) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from bot.store import migrate
+    try:
+        behind = migrate.pending(db)
+    except OperationalError:
+        logger.critical("database unreachable at start: starting degraded (crisis replies still go out)")
+        return
+    if behind:
+        raise UnmigratedDatabase(f"database schema is not at {migrate.head()}: run 'helpline db upgrade' first")
+
+
 def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | None = None,
                refuse_insecure: bool = False) -> Flask:
     """Build the Flask app; tests pass their own Settings.
 
     ``refuse_insecure`` is set by the production entry points (``app.py`` for gunicorn and
     ``helpline serve``): outside explicit development mode they will not start with a missing
-    SECRET_KEY or TWILIO_AUTH_TOKEN, a plain-HTTP public URL or debug on.
+    SECRET_KEY or TWILIO_AUTH_TOKEN, a plain-HTTP public URL or debug on; and never on a
+    reachable database whose schema is not migrated. An unreachable database does not stop
+    start-up: crisis replies must go out even then.
     """
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,6 +106,8 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     db = Database(settings.sqlalchemy_url)
+    if refuse_insecure:
+        _require_migrated(db)
     bot = get_bot(str(settings.replies_dir))
     spool = Spool(settings.instance_dir / "spool.jsonl")
     ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool, settings.public_url,
