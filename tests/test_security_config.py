@@ -41,9 +41,12 @@ def test_check_command_exits_1_and_names_the_problem(runner, monkeypatch):
 def test_production_entry_points_refuse_an_insecure_configuration(settings):
     import dataclasses
 
+    from bot.store import migrate
+    from bot.store.db import Database
     from bot.web import InsecureConfiguration, create_app
     with pytest.raises(InsecureConfiguration, match="SECRET_KEY"):
         create_app(dataclasses.replace(settings, secret_key=None), refuse_insecure=True)
+    migrate.upgrade(Database(settings.sqlalchemy_url))
     create_app(dataclasses.replace(settings, secret_key=None, dev=True), refuse_insecure=True)  # explicit dev
     create_app(settings, refuse_insecure=True)
 

@@ -29,6 +29,7 @@ TO_ENGLISH = frozenset({"ENGLISH", "INGLES"})
 # Triage reads this much of a body (a crisis can hide deep in a long text); topics read less.
 TRIAGE_CHARS = 20_000
 TOPIC_CHARS = 1_600
+TOPIC_TOKENS = 400
 
 _KEYWORD_STRIP = re.compile(r"[^A-Z]")
 
@@ -81,9 +82,12 @@ class Bot:
         self.topics = TopicMatcher(content)
         self.languages = LanguageDetector(content)
 
-    def triage(self, text: str, recent: tuple[str, ...] = ()) -> Triage:
+    def triage(self, text: str, recent: tuple[str, ...] = (), tokens: list[str] | None = None) -> Triage:
         """Triage a text, also read together with the sender's last few texts."""
-        verdict = self.triager.triage((text or "")[:TRIAGE_CHARS])
+        if tokens is None:
+            verdict = self.triager.triage((text or "")[:TRIAGE_CHARS])
+        else:
+            verdict = self.triager.triage_safely(tokens)
         if recent:
             joined = "\n".join((*recent, text or ""))[-TRIAGE_CHARS:]
             together = self.triager.triage(joined)
@@ -98,9 +102,15 @@ class Bot:
     def decide(self, msg: Inbound, state: State = State()) -> Decision:
         """Decide the reply and side effects for one message."""
         text = msg.body or ""
-        verdict = self.triage(text, state.recent)
+        # Fold and tokenise once; triage, language and topics all read the same tokens.
+        try:
+            tokens = self.triager.index.tokens(text[:TRIAGE_CHARS])
+        except Exception:  # noqa: BLE001 - let triage's own error policy escalate
+            tokens = None
+        verdict = self.triage(text, state.recent, tokens)
+        tokens = tokens or []
         word = keyword(text)
-        detected = self.languages.detect(text)
+        detected = self.languages.detect(text, tokens)
         language = detected or state.language or "en"
         if word in TO_SPANISH:
             language = "es"
@@ -129,7 +139,7 @@ class Bot:
         if not text.strip():
             key = "media" if msg.media_count else "fallback"
             return decision("media" if msg.media_count else "menu", self.content.message(key, language))
-        topic = self.topics.match(text[:TOPIC_CHARS], language)
+        topic = self.topics.match(text[:TOPIC_CHARS], language, tokens[:TOPIC_TOKENS])
         if verdict.escalate:
             return decision("review", self._review_reply(topic.reply if topic else None, language),
                             topic=topic.id if topic else None)

@@ -15,9 +15,9 @@ class LanguageDetector:
         self._markers = {lang: frozenset(w.lower() for w in content.language_words.get(lang, ()))
                          for lang in ("en", "es")}
 
-    def detect(self, text: str) -> str | None:
+    def detect(self, text: str, tokens: list[str] | None = None) -> str | None:
         """'en', 'es', or None when the message is too short or mixed evenly."""
-        toks = words(text or "")
+        toks = words(text or "") if tokens is None else tokens
         en = sum(1 for t in toks if t in self._markers["en"])
         es = sum(1 for t in toks if t in self._markers["es"])
         if any(ch in _SPANISH_MARKS for ch in (text or "").lower()):

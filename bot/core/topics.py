@@ -26,12 +26,12 @@ class TopicMatcher:
                     phrases.setdefault(kw, set()).add(t.id + WEAK)
             self._index[lang] = PhraseIndex(phrases, emoji=content.emoji)
 
-    def scores(self, text: str, language: str) -> dict[str, float]:
+    def scores(self, text: str, language: str, tokens: list[str] | None = None) -> dict[str, float]:
         """Score per topic: message words its keywords cover (weak keywords count half)."""
         index = self._index[language]
         strong: dict[str, set[int]] = {}
         weak: dict[str, set[int]] = {}
-        for f in index.find(index.tokens(text)):
+        for f in index.find(index.tokens(text) if tokens is None else tokens):
             bucket = weak if f.label.endswith(WEAK) else strong
             bucket.setdefault(f.label.rstrip(WEAK), set()).update(range(f.start, f.end))
         out = {tid: float(len(pos)) for tid, pos in strong.items()}
@@ -39,20 +39,20 @@ class TopicMatcher:
             out[tid] = out.get(tid, 0.0) + 0.5 * len(pos - strong.get(tid, set()))
         return out
 
-    def best(self, text: str, language: str) -> tuple[str, float] | None:
+    def best(self, text: str, language: str, tokens: list[str] | None = None) -> tuple[str, float] | None:
         """The best topic id and its score in one language; ties go to the earlier topic."""
-        scores = self.scores(text, language)
+        scores = self.scores(text, language, tokens)
         if not scores:
             return None
         order = self._order[language]
         tid = max(scores, key=lambda t: (scores[t], -order[t]))
         return tid, scores[tid]
 
-    def match(self, text: str, language: str) -> Topic | None:
+    def match(self, text: str, language: str, tokens: list[str] | None = None) -> Topic | None:
         """The best topic over both languages' keywords, answered in ``language``."""
         choice = None
         for lang in (language, *[l for l in self._index if l != language]):
-            found = self.best(text, lang)
+            found = self.best(text, lang, tokens)
             if found and (choice is None or found[1] > choice[1]):
                 choice = found
         if choice is None:

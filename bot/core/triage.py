@@ -85,6 +85,7 @@ class Triage:
 
 
 ROUTINE = Triage(None, None)
+TRIAGE_ERROR = Triage("urgent", "triage.error")
 
 
 def more_severe(a: str | None, b: str | None) -> str | None:
@@ -287,7 +288,16 @@ class Triager:
     def triage(self, text: str) -> Triage:
         """Triage one raw text; any internal failure escalates rather than passes."""
         try:
-            return self.triage_tokens(self.index.tokens(text or ""))
+            tokens = self.index.tokens(text or "")
         except Exception:  # noqa: BLE001 - a crash must never read as "no crisis"
             logger.exception("triage failed; escalating as a precaution")
-            return Triage("urgent", "triage.error")
+            return TRIAGE_ERROR
+        return self.triage_safely(tokens)
+
+    def triage_safely(self, tokens: list[str]) -> Triage:
+        """Triage tokens; any internal failure escalates (urgent, ``triage.error``) rather than passes."""
+        try:
+            return self.triage_tokens(tokens)
+        except Exception:  # noqa: BLE001 - a crash must never read as "no crisis"
+            logger.exception("triage failed; escalating as a precaution")
+            return TRIAGE_ERROR
