@@ -29,6 +29,14 @@ def squeeze(word: str) -> str:
 def fold(text: str, emoji: Mapping[str, str] | None = None,
          replace: Mapping[str, str] | None = None) -> str:
     """Lowercase, map emoji to words, apply literal rewrites and drop accents and apostrophes."""
+    if text.isascii():
+        # Most texts are plain ASCII: no emoji, no accents, no compatibility forms to fold.
+        text = text.lower()
+        if replace:
+            for old, new in replace.items():
+                if old in text:
+                    text = text.replace(old, new)
+        return _APOSTROPHES.sub("", text)
     text = unicodedata.normalize("NFKC", text)
     if emoji:
         for symbol, word in emoji.items():

@@ -70,15 +70,20 @@ class PhraseIndex:
         self.emoji = dict(emoji or {})
         self.replace = dict(replace or {})
         self._never_fuzzy = {squeeze(w) for w in never_fuzzy}
-        self._heads: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        # A token trie: node = (labels ending here, children by next word).
+        self._trie: dict[str, tuple[set[str], dict]] = {}
         vocab: set[str] = set()
         for phrase, labels in phrases.items():
             toks = tuple(t for t in tokenize(fold(phrase, replace=self.replace)) if t != BOUNDARY)
             if not toks:
                 continue
             vocab.update(toks)
-            for label in labels:
-                self._heads.setdefault(toks[0], []).append((toks[1:], label))
+            children = self._trie
+            for k, tok in enumerate(toks):
+                node = children.setdefault(tok, (set(), {}))
+                if k == len(toks) - 1:
+                    node[0].update(labels)
+                children = node[1]
         self.vocab = frozenset(vocab)
         self._squeezed: dict[str, set[str]] = {}
         self._fuzzy: dict[str, set[str]] = {}
@@ -130,16 +135,22 @@ class PhraseIndex:
         return tokenize(fold(text, self.emoji, self.replace))
 
     def find(self, tokens: list[str]) -> list[Found]:
-        """Every phrase occurrence in the token list."""
+        """Every phrase occurrence in the token list (a trie walk from each position)."""
         resolved = [self.resolve(t) if t != BOUNDARY else frozenset() for t in tokens]
         found: list[Found] = []
         n = len(tokens)
+        trie = self._trie
         for i in range(n):
-            for word in resolved[i]:
-                for tail, label in self._heads.get(word, ()):
-                    end = i + 1 + len(tail)
-                    if end > n:
+            stack = [(trie, i)]
+            while stack:
+                children, j = stack.pop()
+                for word in resolved[j]:
+                    node = children.get(word)
+                    if node is None:
                         continue
-                    if all(tail[k] in resolved[i + 1 + k] for k in range(len(tail))):
-                        found.append(Found(label, i, end))
+                    labels, kids = node
+                    for label in labels:
+                        found.append(Found(label, i, j + 1))
+                    if kids and j + 1 < n:
+                        stack.append((kids, j + 1))
         return found

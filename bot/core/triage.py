@@ -165,7 +165,10 @@ class Triager:
         """Where the rule's slots are all filled: (span, the span filling each slot), or None."""
         slot_spans = []
         for slot in rule.slots:
-            spans = sorted(s for label in slot for s in occ.get(label, ()))
+            if len(slot) == 1:
+                spans = occ.get(slot[0])  # already sorted by labels()
+            else:
+                spans = sorted(s for label in slot for s in occ.get(label, ()))
             if not spans:
                 return None
             slot_spans.append(spans)
