@@ -47,7 +47,22 @@ class TwilioAPI:
     def __init__(self, rsps: responses.RequestsMock):
         self.posts: list[dict] = []
         self.script: dict[str, list] = defaultdict(list)
+        self.lists: list[dict] = []
         rsps.add_callback(responses.POST, MESSAGES_URL, callback=self._answer)
+        rsps.add_callback(responses.GET, MESSAGES_URL, callback=self._list)
+
+    def _list(self, request):
+        """GET Messages.json: the accepted messages, filtered by To and From like Twilio."""
+        query = dict(parse_qsl(request.url.split("?", 1)[1] if "?" in request.url else ""))
+        self.lists.append(query)
+        found = [{"sid": p["_sid"], "to": p.get("To"), "from": p.get("From"), "body": p.get("Body"),
+                  "status": "sent", "account_sid": ACCOUNT_SID, "direction": "outbound-api",
+                  "api_version": "2010-04-01", "num_segments": "1"}
+                 for p in self.posts if "_sid" in p and p.get("To") == query.get("To")
+                 and p.get("From") == query.get("From")]
+        return 200, {"Content-Type": "application/json"}, json.dumps({
+            "messages": found, "next_page_uri": None, "page": 0, "page_size": 50,
+            "uri": "/2010-04-01/Accounts/x/Messages.json", "first_page_uri": None, "previous_page_uri": None})
 
     def fail(self, to: str, status: int = 400, code: int | None = 21211, message: str = "error", times: int = 1):
         """The next ``times`` POSTs to ``to`` get this Twilio error."""
@@ -714,7 +729,8 @@ def test_page_left_sending_by_a_dead_worker_is_sent_after_its_lease_expires(db, 
     sms.send(EMERGENCY)
     dead = Dispatcher(db, settings, content, name="dead-worker")
     t0 = utcnow()
-    [oid] = dead.claim(t0)  # claimed, then the process died before sending
+    [(oid, recovered)] = dead.claim(t0)  # claimed, then the process died before sending
+    assert recovered is False
     row = get_row(db, oid)
     assert row.status == "sending" and aware(row.lease_until) == t0 + LEASE
 
@@ -728,6 +744,24 @@ def test_page_left_sending_by_a_dead_worker_is_sent_after_its_lease_expires(db, 
     assert post["To"] == ALICE
     row = get_row(db, oid)
     assert row.status == "sent" and row.twilio_sid == post["_sid"]
+    assert len(twilio.lists) == 1  # it asked Twilio first, found nothing, then sent
+
+
+def test_a_page_twilio_accepted_before_its_worker_died_is_not_sent_twice(db, sms, settings, content, twilio):
+    staff(db, "Alice", ALICE)
+    sms.send(EMERGENCY)
+    dead = Dispatcher(db, settings, content, name="dead-worker")
+    t0 = utcnow()
+    [(oid, _)] = dead.claim(t0)
+    row = get_row(db, oid)
+    accepted_sid = dead.sender.send(row.to_address, row.body)  # Twilio accepted it; the worker died here
+
+    alive = Dispatcher(db, settings, content, name="live-worker")
+    alive.tick(t0 + seconds(61))
+
+    assert len(twilio.to(ALICE)) == 1  # one SMS to Alice's phone, not two
+    row = get_row(db, oid)
+    assert row.status == "sent" and row.twilio_sid == accepted_sid
 
 
 def test_development_without_twilio_keeps_texts_in_the_local_outbox(tmp_path):

@@ -125,22 +125,22 @@ class Dispatcher:
         logger.warning("escalation %d unclaimed: follow-up queued for %s", esc.id, contact.masked)
 
     # -- sending -------------------------------------------------------------------------
-    def claim(self, now: datetime) -> list[int]:
-        """Claim due rows (pending, or sending with an expired lease) for this process."""
+    def claim(self, now: datetime) -> list[tuple[int, bool]]:
+        """Claim due rows for this process: (id, recovered), recovered meaning its last sender died."""
         with self.db.session() as s:
-            candidates = s.scalars(select(Outbox.id).where(or_(
+            candidates = s.execute(select(Outbox.id, Outbox.status).where(or_(
                 (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
                 (Outbox.status == "sending") & (Outbox.lease_until < now),
             )).order_by(Outbox.id).limit(BATCH)).all()
         mine = []
-        for oid in candidates:
+        for oid, status in candidates:
+            due = ((Outbox.status == "pending") & (Outbox.next_attempt_at <= now) if status == "pending"
+                   else (Outbox.status == "sending") & (Outbox.lease_until < now))
             with self.db.session() as s:
-                won = s.execute(update(Outbox).where(Outbox.id == oid, or_(
-                    (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
-                    (Outbox.status == "sending") & (Outbox.lease_until < now),
-                )).values(status="sending", lease_until=now + LEASE)).rowcount
+                won = s.execute(update(Outbox).where(Outbox.id == oid, due)
+                                .values(status="sending", lease_until=now + LEASE)).rowcount
             if won:
-                mine.append(oid)
+                mine.append((oid, status == "sending"))
         return mine
 
     def send_due(self, now: datetime | None = None) -> int:
@@ -149,20 +149,27 @@ class Dispatcher:
             return 0
         now = now or utcnow()
         sent = 0
-        for oid in self.claim(now):
-            sent += self._send_one(oid, now)
+        for oid, recovered in self.claim(now):
+            sent += self._send_one(oid, now, recovered)
         return sent
 
-    def _send_one(self, oid: int, now: datetime) -> int:
+    def _send_one(self, oid: int, now: datetime, recovered: bool = False) -> int:
         with self.db.session() as s:
             row = s.get(Outbox, oid)
             esc = s.get(Escalation, row.escalation_id) if row.escalation_id else None
             if row.kind == "page" and esc is not None and esc.status != "open":
                 row.status = "cancelled"  # claimed or closed meanwhile: nobody needs waking
                 return 0
-            to, body = row.to_address, row.body
+            to, body, created = row.to_address, row.body, aware(row.created_at)
         try:
-            sid = self.sender.send(to, body)
+            sid = None
+            if recovered and hasattr(self.sender, "find_sent"):
+                # Its last sender died mid-send: Twilio may have accepted it already.
+                sid = self.sender.find_sent(to, body, created)
+                if sid:
+                    logger.warning("outbox %d was already accepted by Twilio before a crash; not resending", oid)
+            if not sid:
+                sid = self.sender.send(to, body)
         except SendError as err:
             self._failed(oid, err, now)
             return 0

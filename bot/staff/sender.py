@@ -57,6 +57,23 @@ class TwilioSender:
         except Exception as exc:  # noqa: BLE001 - network trouble is always worth a retry
             raise SendError(None, f"{type(exc).__name__}", permanent=False) from None
 
+    def find_sent(self, to: str, body: str, since) -> str | None:
+        """The SID of a message Twilio already accepted with this recipient and body, if any.
+
+        Used after a crash between "send" and "record": a status check instead of a blind resend.
+        Any trouble asking returns None, and the caller sends again (at least once beats never).
+        """
+        sender = self.from_number
+        if to.startswith("whatsapp:") and not sender.startswith("whatsapp:"):
+            sender = "whatsapp:" + sender
+        try:
+            for msg in self.client.messages.list(to=to, from_=sender, date_sent_after=since, limit=50):
+                if (msg.body or "") == body:
+                    return msg.sid
+        except Exception:  # noqa: BLE001
+            logger.warning("could not ask Twilio whether a recovered text was already sent; sending again")
+        return None
+
 
 class LocalSender:
     """Development without Twilio credentials: texts stay in the outbox, shown on the dashboard."""
