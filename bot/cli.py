@@ -130,6 +130,7 @@ def logging_setup() -> None:
     """INFO logs to stderr, as the web app does."""
     import logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # request dumps at INFO
 
 
 @main.command()

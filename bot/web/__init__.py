@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     """
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # request dumps at INFO
     problems = settings.insecure()
     if refuse_insecure and problems and not settings.dev:
         for problem in problems:
