@@ -4,13 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-browser check-content bench clean
+.PHONY: run test test-browser check-content bench clean lock
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every dependency (direct and transitive) to the versions the tests ran on;
+# refresh it with `make lock` after changing pyproject.toml.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $(STAMP)
+
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
 
 # Development mode is explicit here: without TWILIO_AUTH_TOKEN the webhook
 # accepts unsigned requests and says so loudly in the log and /healthz.
@@ -29,6 +34,11 @@ test-browser: $(STAMP)
 
 check-content: $(STAMP)
 	$(BIN)/helpline check-content
+
+# The benchmark suite (about 2 minutes; see bench/RESULTS.md). Uses wrk when installed
+# (apt-get install wrk), else a Python load generator. BENCH_ARGS=--quick or --postgres.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
