@@ -1,7 +1,8 @@
 """Labelled corpora: the development set must be exact; independent sets measure generalisation.
 
-- tests/corpus/dev: written with the rules; every crisis escalates (emergency/urgent pages),
-  every review line escalates, no routine line escalates. Add a line, run `make test`.
+- tests/corpus/dev and dev2: written with the rules (dev2: indirect, euphemistic and
+  method-in-combination phrasing); every crisis pages (emergency/urgent), every review line
+  escalates, no routine line escalates. Add a line, run `make test`.
 - tests/corpus/heldout: written independently of the rules; its misses were studied once to
   generalise the rules, so it now guards against regressions.
 - tests/corpus/blind: written independently and never read line by line; only the aggregate
@@ -39,7 +40,8 @@ def score(rows):
     }
 
 
-DEV = [(ex.source, ex.line, ex.label, ex.text) for lang in ("en", "es") for ex in read(CORPUS / "dev" / f"{lang}.txt")]
+DEV = [(f"{kind}/{ex.source}", ex.line, ex.label, ex.text) for kind in ("dev", "dev2") for lang in ("en", "es")
+       for ex in read(CORPUS / kind / f"{lang}.txt")]
 
 
 @pytest.mark.parametrize("source, line, label, text", DEV, ids=[f"{s}:{n}" for s, n, _, _ in DEV])
@@ -70,8 +72,9 @@ def test_blind_corpus_recall(bot):
         pytest.skip("no blind corpus")
     s = score(rows)
     print("blind", s)
-    assert s["crisis_escalated"] >= BLIND_FLOOR["crisis_escalated"]
-    assert s["routine_quiet"] >= BLIND_FLOOR["routine_quiet"]
+    for key, floor in BLIND_FLOOR.items():
+        assert s[key] >= floor, (key, s[key])
 
 
-BLIND_FLOOR = {"crisis_escalated": 0.85, "routine_quiet": 0.95}
+# Just under what the README reports (124/125 escalated, 112/125 paged, 168/173 quiet).
+BLIND_FLOOR = {"crisis_escalated": 0.97, "crisis_paged": 0.85, "routine_quiet": 0.95}

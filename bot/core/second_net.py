@@ -10,7 +10,8 @@ lowercase=False, norm="l2")`` exactly, on the text as the triage engine reads it
 tokenised, sentence marks dropped, words joined by single spaces. Each word is padded with a
 space on both sides and cut into character n-grams; the message's features are the set of
 n-grams found in the model's vocabulary, weighted by idf (1 when the model has none) and
-L2-normalised. The score is ``sigmoid(intercept + w . x)``.
+L2-normalised. The score is ``sigmoid(intercept + w . x)``; a text flags when it has at least
+``min_words`` words and its score reaches ``threshold``.
 
 Pure Python on purpose (no numpy): per word, the vocabulary n-grams are cached, so scoring a
 message is a few set unions and a sum.
@@ -27,6 +28,8 @@ from bot.core.normalize import BOUNDARY, words
 
 FORMAT = 1
 _CACHE_LIMIT = 50_000  # bounded: texters can invent endless words
+_CACHE_WORD_CHARS = 40
+_NONE = frozenset((None,))
 
 
 def model_words(tokens: Iterable[str]) -> list[str]:
@@ -75,6 +78,7 @@ class SecondNet:
             weights = {str(g): float(w) for g, w in data["weights"].items()}
             idf = {str(g): float(v) for g, v in (data.get("idf") or {}).items()}
             self.threshold = float(data["threshold"])
+            self.min_words = int(data.get("min_words", 1))
             self.intercept = float(data["intercept"])
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed second-net model: {exc!r}") from exc
@@ -92,7 +96,9 @@ class SecondNet:
         self._index = {g: i for i, g in enumerate(self.ngrams)}
         self._pull = [weights[g] * idf.get(g, 1.0) for g in self.ngrams]
         self._sq = [idf.get(g, 1.0) ** 2 for g in self.ngrams]
-        self._words: dict[str, frozenset[int]] = {}
+        self._both = [complex(p, q) for p, q in zip(self._pull, self._sq)]
+        self._words: dict[str, frozenset[int]] = {}  # word -> its vocabulary n-grams
+        self._spans: dict[int, list[tuple[int, int]]] = {}
 
     @classmethod
     def load(cls, path: Path | str, emoji: Mapping[str, str] | None = None,
@@ -113,12 +119,28 @@ class SecondNet:
 
     # -- features ---------------------------------------------------------------------------
 
-    def _word_features(self, word: str) -> frozenset[int]:
-        feats = self._words.get(word)
-        if feats is None:
-            index = self._index
+    def _spans_for(self, size: int) -> list[tuple[int, int]]:
+        """(start, end) of every n-gram in a padded word of this length, as char_wb cuts them."""
+        spans = self._spans.get(size)
+        if spans is None:
             lo, hi = self.ngram_range
-            feats = frozenset(index[g] for g in char_wb_ngrams(word, lo, hi) if g in index)
+            spans = []
+            for n in range(lo, hi + 1):
+                if size <= n:
+                    spans.append((0, size))
+                    break
+                spans.extend((i, i + n) for i in range(size - n + 1))
+            if size <= _CACHE_WORD_CHARS:
+                self._spans[size] = spans
+        return spans
+
+    def _word_features(self, word: str) -> frozenset[int]:
+        w = f" {word} "
+        grams = [w[i:j] for i, j in self._spans_for(len(w))]
+        feats = frozenset(map(self._index.get, grams))
+        if None in feats:
+            feats = feats - _NONE
+        if len(word) <= _CACHE_WORD_CHARS:  # a 20,000-letter "word" is scored, not remembered
             if len(self._words) >= _CACHE_LIMIT:
                 self._words.clear()
             self._words[word] = feats
@@ -127,13 +149,8 @@ class SecondNet:
     def features(self, tokens: Iterable[str]) -> set[int]:
         """Indices of the vocabulary n-grams present (binary: each counted once)."""
         get = self._words.get
-        out: set[int] = set()
-        for tok in tokens:
-            if tok == BOUNDARY:
-                continue
-            feats = get(tok)
-            out |= feats if feats is not None else self._word_features(tok)
-        return out
+        miss = self._word_features
+        return set().union(*[get(t) or miss(t) for t in tokens if t != BOUNDARY])
 
     def tokens(self, text: str) -> list[str]:
         """Fold and tokenise a raw text the way the triage engine does."""
@@ -144,9 +161,9 @@ class SecondNet:
     def _logit(self, feats: set[int]) -> float:
         if not feats:
             return self.intercept
-        pull, sq = self._pull, self._sq
-        norm = math.sqrt(sum([sq[i] for i in feats]))
-        return self.intercept + sum([pull[i] for i in feats]) / norm
+        # One C-level pass: the real parts add up the pulls, the imaginary parts the norm.
+        total = sum(map(self._both.__getitem__, feats))
+        return self.intercept + total.real / math.sqrt(total.imag)
 
     def score_tokens(self, tokens: Iterable[str]) -> float:
         """Crisis probability of an already tokenised text."""
@@ -157,8 +174,14 @@ class SecondNet:
         return self.score_tokens(self.tokens(text))
 
     def flags(self, tokens: Iterable[str]) -> bool:
-        """Whether the model alone would send this tokenised text to review."""
-        return self.score_tokens(tokens) >= self.threshold
+        """Whether the model alone would send this tokenised text to review.
+
+        Texts shorter than ``min_words`` never do: a word or two ("hi", "no", "ok") carries too
+        little evidence once L2-normalised, and the rules already cover the short crisis texts
+        ("help", "kms", a lone pill emoji).
+        """
+        words_ = model_words(tokens)
+        return len(words_) >= self.min_words and self.score_tokens(words_) >= self.threshold
 
     def explain(self, text: str, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` n-grams pushing hardest toward crisis, with their share of the logit.
