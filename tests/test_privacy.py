@@ -56,7 +56,8 @@ def test_a_full_run_never_logs_bodies_numbers_or_passwords(app, db, settings, ca
         staff.post(f"/dashboard/escalations/{esc_id}/reply", data={"body": BODIES[4]})
         Dispatcher(db, settings, content, name="privacy").tick()
         with db.session() as s:
-            sid = s.scalars(select(Outbox.twilio_sid).where(Outbox.twilio_sid.is_not(None))).first()
+            sid = s.scalars(select(Outbox.twilio_sid).where(Outbox.twilio_sid.is_not(None), Outbox.kind == "page")
+                            .order_by(Outbox.id)).first()
         sms.post({"MessageSid": sid, "MessageStatus": "delivered", "To": TEXTERS[0]}, path="/sms/status")
         staff.post(f"/dashboard/escalations/{esc_id}/resolve", data={"outcome": "reached_safe", "note": BODIES[5]})
         staff.get("/dashboard/search?q=0100")
