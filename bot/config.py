@@ -44,6 +44,8 @@ class Settings:
     twilio_api_url: str | None = None
     reply_limit_per_hour: int = 10
     retention_days: int = 90
+    chat_origins: tuple[str, ...] = ()  # other sites allowed to call /chat/api (CORS); empty: same origin only
+    chat_token_hours: int = 24
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -67,6 +69,9 @@ class Settings:
             twilio_api_url=_opt(env.get("HELPLINE_TWILIO_API_URL")),
             reply_limit_per_hour=int(env.get("HELPLINE_REPLY_LIMIT_PER_HOUR") or 10),
             retention_days=int(env.get("HELPLINE_RETENTION_DAYS") or 90),
+            chat_origins=tuple(o.strip().rstrip("/") for o in (env.get("HELPLINE_CHAT_ORIGINS") or "").split(",")
+                               if o.strip()),
+            chat_token_hours=int(env.get("HELPLINE_CHAT_TOKEN_HOURS") or 24),
         )
 
     def insecure(self, environ: Mapping[str, str] | None = None) -> list[str]:

@@ -111,7 +111,7 @@ class Dispatcher:
 
     def _queue_followup(self, s, esc: Escalation, now: datetime) -> None:
         contact = s.get(Contact, esc.contact_id)
-        if contact.opted_out or esc.channel not in ("sms", "whatsapp"):
+        if contact.opted_out or esc.channel not in ("sms", "whatsapp", "web"):
             logger.warning("escalation %d: no texter follow-up (%s)", esc.id,
                            "opted out" if contact.opted_out else esc.channel)
             return
@@ -120,6 +120,10 @@ class Dispatcher:
                       escalation_id=esc.id, language=contact.language, created_at=now)
         s.add(msg)
         s.flush()
+        if esc.channel == "web":
+            # The chat widget polls the transcript: the message is delivered by being stored.
+            logger.warning("escalation %d unclaimed: follow-up added to the web chat", esc.id)
+            return
         s.add(Outbox(kind="followup", to_address=contact.address, body=body, escalation_id=esc.id,
                      message_id=msg.id, next_attempt_at=now, created_at=now))
         logger.warning("escalation %d unclaimed: follow-up queued for %s", esc.id, contact.masked)

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.x models: contacts, messages (both directions) and escalations."""
+"""SQLAlchemy 2.x models: contacts, messages (both directions), escalations, staff and web chats."""
 
 from __future__ import annotations
 
@@ -103,6 +103,8 @@ class Escalation(Base):
     last_paged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     followup_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     page_problem: Mapped[str | None] = mapped_column(Text)
+    # A number a web chat visitor left for staff to call (E.164); shown only on the escalation page.
+    callback_number: Mapped[str | None] = mapped_column(String(20))
 
     contact: Mapped[Contact] = relationship()
     claimed_by: Mapped["Staff | None"] = relationship(foreign_keys=[claimed_by_id])
@@ -115,6 +117,22 @@ class Escalation(Base):
         day; until someone claims it the bot keeps answering questions rather than go quiet.
         """
         return self.status == "claimed" or self.severity in ("emergency", "urgent")
+
+
+class ChatSession(Base):
+    """An anonymous web chat: only the SHA-256 of its bearer token is stored, never the token."""
+
+    __tablename__ = "chat_sessions"
+    __table_args__ = (Index("ix_chat_sessions_ip_created", "ip_hash", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ip_hash: Mapped[str | None] = mapped_column(String(64))  # keyed hash of the address, for rate limits
+
+    contact: Mapped[Contact] = relationship()
 
 
 class Staff(Base):

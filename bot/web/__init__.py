@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
             logger.error("TWILIO_AUTH_TOKEN is not set: /sms will refuse every request (403). "
                          "Set it, or set HELPLINE_DEV=1 for local development.")
 
-    from bot.web import dashboard
+    from bot.web import chat, dashboard
     from bot.web.health import bp as health_bp
     from bot.web.sms import bp as sms_bp
 
@@ -144,8 +144,11 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     app.register_blueprint(sms_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(chat.bp)
     dashboard.init_app(app)
     # Twilio signs its webhooks; it cannot send a CSRF token.
     dashboard.csrf.exempt(sms_bp)
     dashboard.csrf.exempt(health_bp)
+    # The chat API authenticates with bearer tokens and sets no cookies: nothing for CSRF to protect.
+    dashboard.csrf.exempt(chat.bp)
     return app

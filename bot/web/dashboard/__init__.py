@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from uuid import uuid4
 
@@ -51,6 +51,7 @@ OUTCOME_LABELS = {
     "intake_booked": "Intake booked", "no_response": "No response", "not_a_crisis": "Not a crisis",
     "other": "Other",
 }
+CHANNEL_LABELS = {"web": "web chat"}
 
 
 def init_app(app: Flask) -> None:
@@ -157,6 +158,12 @@ def iso_filter(dt: datetime | None) -> str:
     return aware(dt).isoformat() if dt is not None else ""
 
 
+@bp.app_template_filter("channel_label")
+def channel_label_filter(channel: str | None) -> str:
+    """How staff read a channel name: 'web' is 'web chat'."""
+    return CHANNEL_LABELS.get(channel or "", channel or "")
+
+
 @bp.app_template_filter("utc")
 def utc_filter(dt: datetime | None) -> str:
     """A readable UTC timestamp (the fallback when scripts are off)."""
@@ -209,7 +216,8 @@ def problems() -> list[Problem]:
 
 
 def _queue_context(s: Session) -> dict:
-    items = actions.queue(s)
+    # Channel names as staff read them ("web chat"); 'test' and the SMS names are unchanged.
+    items = [replace(i, channel=CHANNEL_LABELS.get(i.channel, i.channel)) for i in actions.queue(s)]
     queued = {}
     if items:
         # Pages written but not yet sent: "0 sent" alone would look like nobody is being woken.
@@ -254,7 +262,8 @@ def _contact_messages(s: Session, contact_id: int, after: int = 0, limit: int = 
 
 
 def _state(esc: Escalation) -> str:
-    return f"{esc.status}:{esc.claimed_by_id or ''}"
+    # A call-back number left meanwhile also asks staff to reload (it is shown at the top of the page).
+    return f"{esc.status}:{esc.claimed_by_id or ''}" + (":callback" if esc.callback_number else "")
 
 
 def _parse_id(value: str | None) -> int:
@@ -421,7 +430,8 @@ def reply(escalation_id: int):
         if contact.opted_out:
             flash("Reply saved to the transcript but NOT texted: this texter opted out. Call instead.", "error")
         elif esc.channel not in ("sms", "whatsapp"):
-            flash(f"Reply saved to the transcript ({esc.channel} conversation: nothing is texted).", "info")
+            flash(f"Reply saved to the transcript ({CHANNEL_LABELS.get(esc.channel, esc.channel)} conversation: "
+                  "nothing is texted).", "info")
         else:
             flash("Reply queued for sending.", "success")
     return _after_action(escalation_id)
