@@ -86,6 +86,10 @@ class Settings:
             parts = urlsplit(self.public_url)
             if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
                 problems.append(f"HELPLINE_PUBLIC_URL {self.public_url} is plain HTTP on a non-loopback host")
+        for origin in self.chat_origins:
+            parts = urlsplit(origin)
+            if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+                problems.append(f"HELPLINE_CHAT_ORIGINS has plain-HTTP origin {origin} (chats would cross the internet unencrypted)")
         if _flag(env.get("FLASK_DEBUG")):
             problems.append("FLASK_DEBUG is on (the debugger runs arbitrary code)")
         return problems

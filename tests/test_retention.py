@@ -70,3 +70,20 @@ def test_purge_command_reports_what_it_erased(runner, monkeypatch, tmp_path):
     result = runner.invoke(main, ["purge", "--older-than", "90d"])
     assert result.exit_code == 0 and "message bodies" in result.output
     assert runner.invoke(main, ["purge", "--older-than", "soon"]).exit_code != 0
+
+
+def test_purge_drops_old_chat_sessions_and_callback_numbers(app, db):
+    from bot.store.models import ChatSession
+    client = app.test_client()
+    token = client.post("/chat/api/start", json={}).get_json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    client.post("/chat/api/messages", json={"text": "I took 30 valium"}, headers=auth)
+    assert client.post("/chat/api/callback", json={"phone": "+15555550142"}, headers=auth).status_code < 300
+    with db.session() as s:
+        for chat in s.scalars(select(ChatSession)):
+            chat.created_at -= timedelta(days=100)
+    age_everything(db, 100)
+    purge(db, timedelta(days=90))
+    with db.session() as s:
+        assert s.scalars(select(ChatSession)).all() == []
+        assert [e.callback_number for e in s.scalars(select(Escalation))] == [None]

@@ -65,3 +65,9 @@ def test_hsts_is_sent_behind_an_https_public_url(settings):
     from bot.web import create_app
     app = create_app(dataclasses.replace(settings, public_url="https://helpline.example.org"))
     assert "max-age" in app.test_client().get("/healthz").headers["Strict-Transport-Security"]
+
+
+def test_a_plain_http_chat_origin_is_insecure():
+    env = {**SAFE, "HELPLINE_CHAT_ORIGINS": "https://solacehills.example, http://clinic.example"}
+    problems = Settings.from_env(env).insecure(env)
+    assert any("http://clinic.example" in p for p in problems) and len(problems) == 1
