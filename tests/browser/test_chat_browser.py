@@ -12,9 +12,9 @@ import re
 import pytest
 
 # Importing the dashboard module applies its skip/fail rule here too (no playwright or no chromium).
-from test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, DOCS, LiveServer, log_in  # noqa: E402
+from test_dashboard_browser import DOCS, browser, live, log_in  # noqa: E402,F401 (fixtures)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from bot.store.models import Escalation, Outbox  # noqa: E402
@@ -27,21 +27,6 @@ IS_BUBBLE = ("() => { const h = document.activeElement; return !!(h && h.id === 
              "h.shadowRoot.activeElement && h.shadowRoot.activeElement.classList.contains('bubble')); }")
 IS_INPUT = ("() => { const h = document.activeElement; return !!(h && h.id === 'solace-hills-chat' && "
             "h.shadowRoot.activeElement && h.shadowRoot.activeElement.id === 'msg'); }")
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("chat-browser-instance"))
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Watched:

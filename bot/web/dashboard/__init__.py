@@ -437,41 +437,36 @@ def reply(escalation_id: int):
     return _after_action(escalation_id)
 
 
+def _close(escalation_id: int, action, failed: str, done: str, *args):
+    """Run a queue-leaving action; on refusal stay on the escalation and say why."""
+    try:
+        action(_ext().db, escalation_id, current_user, *args)
+    except actions.ActionError as err:
+        flash(f"{failed}: {err}.", "error")
+        return _after_action(escalation_id)
+    flash(done, "success")
+    return redirect(url_for("dashboard.queue"))
+
+
 @bp.post("/escalations/<int:escalation_id>/resolve")
 def resolve(escalation_id: int):
     """Close with an outcome and a note."""
-    try:
-        actions.resolve(_ext().db, escalation_id, current_user, request.form.get("outcome", ""),
-                        request.form.get("note", ""))
-    except actions.ActionError as err:
-        flash(f"Not resolved: {err}.", "error")
-        return _after_action(escalation_id)
-    flash(f"Escalation #{escalation_id} resolved.", "success")
-    return redirect(url_for("dashboard.queue"))
+    return _close(escalation_id, actions.resolve, "Not resolved", f"Escalation #{escalation_id} resolved.",
+                  request.form.get("outcome", ""), request.form.get("note", ""))
 
 
 @bp.post("/escalations/<int:escalation_id>/hand-back")
 def hand_back(escalation_id: int):
     """Give the conversation back to the bot."""
-    try:
-        actions.hand_back(_ext().db, escalation_id, current_user)
-    except actions.ActionError as err:
-        flash(f"Not handed back: {err}.", "error")
-        return _after_action(escalation_id)
-    flash(f"Escalation #{escalation_id} handed back to the bot.", "success")
-    return redirect(url_for("dashboard.queue"))
+    return _close(escalation_id, actions.hand_back, "Not handed back",
+                  f"Escalation #{escalation_id} handed back to the bot.")
 
 
 @bp.post("/escalations/<int:escalation_id>/release")
 def release(escalation_id: int):
     """Give a claimed escalation back to the queue so someone else can take it."""
-    try:
-        actions.release(_ext().db, escalation_id, current_user)
-    except actions.ActionError as err:
-        flash(f"Not released: {err}.", "error")
-        return _after_action(escalation_id)
-    flash(f"Escalation #{escalation_id} is back in the queue; staff will be paged again if nobody claims it.", "success")
-    return redirect(url_for("dashboard.queue"))
+    return _close(escalation_id, actions.release, "Not released",
+                  f"Escalation #{escalation_id} is back in the queue; staff will be paged again if nobody claims it.")
 
 
 # --- conversations, search, audit, outbox ---------------------------------------------------------
