@@ -1,0 +1,202 @@
+"""Sections 1 and 4: the real webhook under gunicorn against bare Flask, and one worker's memory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import loadgen
+from common import (
+    BENCH,
+    HOST,
+    SECRET_KEY,
+    TOKEN,
+    Procs,
+    bench_env,
+    children,
+    free_port,
+    gunicorn_args,
+    proc_status,
+    run_cli,
+    sign_all,
+    wait_http,
+)
+
+PG_SCHEMA = "helpline_bench"
+PG_BASE = "postgresql+psycopg://127.0.0.1:5432/test"
+PG_URL = PG_BASE + f"?options=-csearch_path%3D{PG_SCHEMA}"
+ONCALL = ("--name", "Bench On Call", "--email", "oncall@bench.test", "--phone", "+15625550111", "--on-call")
+
+
+@dataclass
+class Server:
+    proc: object
+    port: int
+    env: dict
+    log: Path
+
+
+def app_env(port: int, instance: Path, database_url: str | None = None, **extra) -> dict:
+    env = dict(TWILIO_AUTH_TOKEN=TOKEN, HELPLINE_PUBLIC_URL=f"http://{HOST}:{port}",
+               HELPLINE_INSTANCE_DIR=str(instance), HELPLINE_REPLY_LIMIT_PER_HOUR="0", SECRET_KEY=SECRET_KEY)
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    env.update(extra)
+    return bench_env(**env)
+
+
+def start_app(procs: Procs, tmp: Path, port: int, name: str, database_url: str | None = None,
+              workers: int | None = None, **extra) -> Server:
+    """`helpline db upgrade`, an on-call staff member, then `gunicorn app:app`."""
+    instance = tmp / name
+    instance.mkdir(parents=True, exist_ok=True)
+    env = app_env(port, instance, database_url, **extra)
+    run_cli(["db", "upgrade"], env)
+    run_cli(["staff", "add", *ONCALL, "--password-stdin"], env, stdin="bench password 1234\n")
+    log = tmp / f"{name}.log"
+    kw = {"workers": workers} if workers else {}
+    proc = procs.start(name, gunicorn_args("app:app", port, **kw), env, log)
+    wait_http(f"http://{HOST}:{port}/healthz", proc, log)
+    return Server(proc, port, env, log)
+
+
+def start_bare(procs: Procs, tmp: Path, port: int) -> Server:
+    env = bench_env()
+    log = tmp / "bare.log"
+    proc = procs.start("bare", gunicorn_args("bare_app:app", port, chdir=BENCH), env, log)
+    wait_http(f"http://{HOST}:{port}/healthz", proc, log)
+    return Server(proc, port, env, log)
+
+
+def stored_inbound(env: dict) -> int:
+    """Inbound messages the app stored (each request must be one)."""
+    from sqlalchemy import func, select
+
+    from bot.config import Settings
+    from bot.store.db import Database
+    from bot.store.models import Message
+    db = Database(Settings.from_env(env).sqlalchemy_url)
+    try:
+        with db.session() as s:
+            return s.scalar(select(func.count(Message.id)).where(Message.direction == "in"))
+    finally:
+        db.engine.dispose()
+
+
+def postgres_problem() -> str | None:
+    """Why the PostgreSQL part cannot run, or None; on success the bench schema is fresh."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed in the venv (pip install 'psycopg[binary]')"
+    try:
+        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test connect_timeout=3", autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+            conn.execute(f"CREATE SCHEMA {PG_SCHEMA}")
+    except Exception as exc:
+        return f"PostgreSQL at 127.0.0.1:5432/test unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
+
+
+def postgres_cleanup() -> None:
+    """Drop the benchmark's schema (best effort)."""
+    try:
+        import psycopg
+        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test connect_timeout=3", autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+    except Exception:
+        pass
+
+
+# --------------------------------------------------------------------------- section 1
+def _drive(gen: str, port: int, warm, main, seconds: float, warm_seconds: float, connections: int,
+           repeat: bool = False):
+    """Warm up, then the timed run; returns (warm-up result, timed result).
+
+    ``repeat``: the pool may be reused (the bare app; wrk always starts over when it runs out).
+    """
+    if gen == "wrk":
+        return (loadgen.run_wrk(port, warm, warm_seconds, connections),
+                loadgen.run_wrk(port, main, seconds, connections))
+    return (loadgen.run_pool(port, warm, connections, seconds=warm_seconds, repeat=repeat),
+            loadgen.run_pool(port, main, connections, seconds=seconds, repeat=repeat))
+
+
+def throughput(tmp: Path, texts, quick: bool, postgres: bool, log, generator: str = "auto") -> dict:
+    seconds = 5 if quick else 15
+    warm_seconds = 2 if quick else 3
+    connections = 8
+    gen = ("wrk" if loadgen.WRK else "python") if generator == "auto" else generator
+    if gen == "wrk" and not loadgen.WRK:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    app_port, bare_port = free_port(), free_port()
+    url = f"http://{HOST}:{app_port}/sms"
+    t = time.perf_counter()
+    # Pool sizes: far more than the app can take in the time (the bare app may reuse requests).
+    warm = sign_all(texts, url, first=0, count=3_000 if quick else 6_000, seed=1)
+    main = sign_all(texts, url, first=1_000_000, count=12_000 if quick else 30_000, seed=2)
+    log(f"  signed {len(warm) + len(main)} requests in {time.perf_counter() - t:.1f}s (before any timing)")
+    if gen == "wrk":
+        warm_pool = loadgen.write_wrk_pool(warm, tmp / "warm")
+        main_pool = loadgen.write_wrk_pool(main, tmp / "main")
+    else:
+        warm_pool, main_pool = warm, main
+    out = {"generator": gen, "connections": connections, "seconds": seconds, "warm_seconds": warm_seconds,
+           "warm_done": {}}
+    with Procs() as procs:
+        start_bare(procs, tmp, bare_port)
+        _, out["bare"] = _drive(gen, bare_port, warm_pool, main_pool, seconds, warm_seconds, connections,
+                                repeat=True)
+        procs.stop_all()
+        log(f"  bare Flask: {out['bare'].rps:,.0f} req/s, p99 {out['bare'].p99_ms:.1f} ms")
+        runs = [("sqlite", None)]
+        if postgres:
+            problem = postgres_problem()
+            if problem:
+                out["postgres_skipped"] = problem
+                log(f"  PostgreSQL part skipped: {problem}")
+            else:
+                runs.append(("postgres", PG_URL))
+        for key, url in runs:
+            srv = start_app(procs, tmp, app_port, f"app-{key}", database_url=url)
+            warmed, res = _drive(gen, app_port, warm_pool, main_pool, seconds, warm_seconds, connections)
+            procs.stop_all()
+            res.stored = stored_inbound(srv.env)
+            out[key] = res
+            out["warm_done"][key] = warmed.requests
+            log(f"  webhook ({key}): {res.rps:,.0f} req/s, p99 {res.p99_ms:.1f} ms, stored {res.stored:,}")
+    return out
+
+
+# --------------------------------------------------------------------------- section 4
+def memory(tmp: Path, texts, quick: bool, log) -> dict:
+    """One gunicorn worker (same class and threads): RSS after 2,000 and after 10,000 messages."""
+    total = 4_000 if quick else 10_000
+    marks = sorted({2_000, *range(2_000, total + 1, 2_000), total})
+    port = free_port()
+    reqs = sign_all(texts, f"http://{HOST}:{port}/sms", first=3_000_000, count=total, seed=3)
+    samples = []
+    with Procs() as procs:
+        srv = start_app(procs, tmp, port, "app-memory", workers=1)
+        workers = []
+        deadline = time.monotonic() + 10
+        while not workers and time.monotonic() < deadline:
+            workers = children(srv.proc.pid)
+            time.sleep(0.05)
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one gunicorn worker, found {workers}")
+        pid = workers[0]
+        samples.append((0, proc_status(pid)))
+        done = 0
+        t0 = time.perf_counter()
+        errors = 0
+        for mark in marks:
+            res = loadgen.run_pool(port, reqs[done:mark], connections=4, count=mark - done)
+            errors += res.errors
+            done = mark
+            samples.append((done, proc_status(pid)))
+        elapsed = time.perf_counter() - t0
+        stored = stored_inbound(srv.env)
+    log(f"  memory: {total} messages in {elapsed:.1f}s, worker pid {pid}")
+    return {"samples": samples, "total": total, "errors": errors, "stored": stored, "seconds": elapsed}
