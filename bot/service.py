@@ -110,7 +110,7 @@ class Helpline:
         return Outcome(reply, decision, stored=False)
 
     def _handle_stored(self, msg: Inbound, replayed_at: str | None = None) -> Outcome:
-        with self.db.session() as s:
+        with self.db.write_lock, self.db.session() as s:
             if msg.message_id:
                 seen = s.scalar(select(Message).where(Message.sid == msg.message_id))
                 if seen is not None:

@@ -68,9 +68,15 @@ class Decision:
     remember_language: str | None = None
 
 
+KEYWORD_MAX = 24  # "UNSUBSCRIBE!!" fits; a sentence is never a keyword
+
+
 def keyword(text: str) -> str:
-    """The message as a bare keyword: 'Stop.' -> 'STOP', 'Español' -> 'ESPANOL'."""
-    return _KEYWORD_STRIP.sub("", strip_accents(text or "").upper())
+    """The message as a bare keyword: 'Stop.' -> 'STOP', 'Español' -> 'ESPANOL' ('' for sentences)."""
+    text = (text or "").strip()
+    if len(text) > KEYWORD_MAX:
+        return ""
+    return _KEYWORD_STRIP.sub("", strip_accents(text).upper())
 
 
 class Bot:

@@ -14,7 +14,7 @@ import socket
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from bot.config import Settings
 from bot.core.content import Content
@@ -82,9 +82,13 @@ class Dispatcher:
         repage = timedelta(seconds=self.settings.repage_seconds)
         followup = timedelta(seconds=self.settings.followup_seconds)
         with self.db.session() as s:
+            # Only escalations with something due: one query, however many are open.
             ids = s.scalars(select(Escalation.id).where(
                 Escalation.status == "open", Escalation.severity.in_(paging.PAGING_SEVERITIES),
-                Escalation.channel != "test")).all()
+                Escalation.channel != "test",
+                or_(func.coalesce(Escalation.last_paged_at, Escalation.created_at) <= now - repage,
+                    (Escalation.followup_sent_at.is_(None)) & (Escalation.first_paged_at <= now - followup)),
+            )).all()
         for esc_id in ids:
             with self.db.session() as s:
                 esc = s.get(Escalation, esc_id)
