@@ -206,9 +206,8 @@ class Helpline:
         escalation.opted_out = escalation.opted_out or contact.opted_out
         if RANK[verdict.severity] > RANK[escalation.severity]:
             escalation.severity, escalation.rule = verdict.severity, verdict.rule
-        known = set(filter(None, escalation.rules.split(",")))
-        escalation.rules = ",".join([*filter(None, escalation.rules.split(",")),
-                                     *(r for r in verdict.rules if r not in known)])
+        known = [r for r in escalation.rules.split(",") if r]
+        escalation.rules = ",".join([*known, *(r for r in verdict.rules if r not in known)])
         self._page_if_needed(s, escalation, now)
         return escalation
 

@@ -67,7 +67,7 @@ def check(content: Content) -> list[str]:
             for kw in (topic.menu_word, *topic.keywords):
                 if keyword(kw) in RESERVED:
                     continue  # STOP/QUIT/HELP/ESPANOL alone are compliance or language commands
-                got = bot.decide(Inbound(sender="check", body=kw), _state(lang))
+                got = bot.decide(Inbound(sender="check", body=kw), State(language=lang))
                 if got.topic != topic.id:
                     problems.append(f"topics.{lang}.{topic.id}: keyword {kw!r} leads to "
                                     f"{got.topic or got.kind} instead (shadowed)")
@@ -86,6 +86,3 @@ def check(content: Content) -> list[str]:
                 problems.append(f"idiom {idiom.id}: example {ex!r} still escalates via {verdict.rule}")
     return problems
 
-
-def _state(lang: str) -> State:
-    return State(language=lang)
