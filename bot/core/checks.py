@@ -85,4 +85,3 @@ def check(content: Content) -> list[str]:
             if verdict.escalate:
                 problems.append(f"idiom {idiom.id}: example {ex!r} still escalates via {verdict.rule}")
     return problems
-
