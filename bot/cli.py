@@ -8,6 +8,7 @@ import sys
 import click
 
 from bot.config import Settings
+from bot.core.states import OPEN_STATUSES, EscalationStatus
 
 
 def _bot(settings: Settings):
@@ -46,6 +47,7 @@ def simulate(sender: str) -> None:
     from uuid import uuid4
 
     from bot.core.engine import Inbound
+    from bot.core.states import Channel
     from bot.web import create_app
     app = create_app(Settings.from_env())
     ext = app.extensions["helpline"]
@@ -54,7 +56,8 @@ def simulate(sender: str) -> None:
     click.echo(f"Texting as {sender}. Type a message; Ctrl-D to quit.")
     for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: click.prompt("you", default="", show_default=False), None):
         line = line.rstrip("\n")
-        outcome = ext.helpline.handle(Inbound(sender=sender, body=line, channel="sim", message_id=f"SIM{uuid4().hex}"))
+        outcome = ext.helpline.handle(Inbound(sender=sender, body=line, channel=Channel.SIM,
+                                              message_id=f"SIM{uuid4().hex}"))
         d = outcome.decision
         tag = f"[{d.kind}{' ' + d.triage.severity if d and d.triage.severity else ''}]" if d else "[duplicate]"
         click.echo(f"bot {tag}: {outcome.reply or '(no reply)'}")
@@ -134,7 +137,7 @@ def logging_setup() -> None:
 
 
 @main.command()
-@click.option("--status", type=click.Choice(["open", "claimed", "resolved", "handed_back"]), multiple=True,
+@click.option("--status", type=click.Choice([s.value for s in EscalationStatus]), multiple=True,
               help="Only these statuses (repeatable); default open and claimed.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array with stable fields.")
 def escalations(status: tuple[str, ...], as_json: bool) -> None:
@@ -143,7 +146,7 @@ def escalations(status: tuple[str, ...], as_json: bool) -> None:
     from bot.store.db import Database
     settings = Settings.from_env()
     with Database(settings.sqlalchemy_url).session() as s:
-        items = queue(s, status or ("open", "claimed"))
+        items = queue(s, status or OPEN_STATUSES)
     rows = [{"id": i.id, "status": i.status, "severity": i.severity, "created_at": i.created_at.isoformat(),
              "claimed_by": i.claimed_by, "pages_sent": i.pages_sent} for i in items]
     if as_json:

@@ -10,22 +10,28 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Bot, Decision, Inbound, State
-from bot.core.triage import RANK
+from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, Tier, channel_spec,
+                             rank)
 from bot.store.db import Database
+from bot.store.limits import Limit, Limiter
 from bot.store.spool import Spool
-from bot.staff.paging import PAGING_SEVERITIES, enqueue_round
-from bot.store.models import OPEN_STATUSES, Contact, Escalation, Message, mask, utcnow
+from bot.staff.paging import enqueue_round
+from bot.store.models import Contact, Escalation, Message, mask, utcnow
 
 logger = logging.getLogger(__name__)
 
 RECENT_LIMIT = 3
 ATTEMPTS = 3
+# The reply limit never silences these: crisis replies, compliance words and the language switch.
+NEVER_LIMITED = frozenset({DecisionKind.CRISIS, DecisionKind.HELP, DecisionKind.OPTOUT, DecisionKind.OPTIN,
+                           DecisionKind.LANGUAGE})
 
 
 @dataclass(frozen=True)
@@ -37,22 +43,48 @@ class Outcome:
     stored: bool
     duplicate: bool = False
     escalation_id: int | None = None
+    refused: bool = False  # over a caller's limit (web chat): not stored, not answered by the bot
+
+
+def recent_texts(s: Session, contact_id: int, since: datetime, limit: int = RECENT_LIMIT) -> tuple[str, ...]:
+    """The sender's last few texts since ``since`` that did not escalate on their own, oldest first.
+
+    They are read together with a new text ("i just took" + "30 of them"); the walk back stops at a
+    text that escalated, whose verdict already stands.
+    """
+    rows = s.scalars(select(Message).where(
+        Message.contact_id == contact_id, Message.direction == Direction.IN, Message.created_at >= since)
+        .order_by(Message.id.desc()).limit(limit)).all()
+    recent = []
+    for row in rows:
+        if row.severity is not None:
+            break
+        if row.body:
+            recent.append(row.body)
+    return tuple(reversed(recent))
 
 
 class Helpline:
-    """The bot plus its storage; channel adapters (webhook, simulator) call :meth:`handle`."""
+    """The bot plus its storage; channel adapters (webhook, chat, simulator) call :meth:`handle`."""
 
     def __init__(self, bot: Bot, db: Database | None, context_minutes: int = 15, spool: Spool | None = None,
-                 public_url: str | None = None, reply_limit_per_hour: int = 10):
-        self.reply_limit = reply_limit_per_hour
+                 public_url: str | None = None, reply_limit_per_hour: int = 10, limiter: Limiter | None = None):
         self.bot = bot
         self.db = db
         self.context = timedelta(minutes=context_minutes)
         self.spool = spool
         self.public_url = public_url
+        self.reply_limit = Limit("reply", reply_limit_per_hour, timedelta(hours=1))
+        self.reply_notice = Limit("reply_notice", 1, timedelta(hours=1))
+        self.limiter = limiter or Limiter(b"helpline")
 
-    def handle(self, msg: Inbound) -> Outcome:
-        """Process one inbound message exactly once and return the reply to send."""
+    def handle(self, msg: Inbound, limits: Sequence[tuple[Limit, str]] = ()) -> Outcome:
+        """Process one inbound message exactly once and return the reply to send.
+
+        ``limits`` are the caller's own limits as (limit, subject) pairs (web chat: per conversation,
+        per address). A text over one of them is refused, unless it pages staff: a crisis is never
+        refused.
+        """
         if self.db is None:
             return self._without_storage(msg, reason="no database configured")
         if self.spool is not None and self.spool.pending():
@@ -60,7 +92,7 @@ class Helpline:
             self.replay_spool()
         for attempt in range(ATTEMPTS):
             try:
-                return self._handle_stored(msg)
+                return self._handle_stored(msg, limits=limits)
             except IntegrityError:
                 # A concurrent delivery of the same MessageSid, or a race creating the contact or
                 # the open escalation: the next attempt sees the winner's rows.
@@ -103,18 +135,20 @@ class Helpline:
                 reason, decision.triage.severity.upper(), mask(msg.sender), decision.triage.rule)
         else:
             logger.error("message from %s not stored (%s)", mask(msg.sender), reason)
-        if decision.kind in ("crisis", "help", "optout"):
+        if decision.kind in (DecisionKind.CRISIS, DecisionKind.HELP, DecisionKind.OPTOUT):
             reply = decision.reply
         else:
             reply = self.bot.content.message("trouble", decision.language)
         return Outcome(reply, decision, stored=False)
 
-    def _handle_stored(self, msg: Inbound, replayed_at: str | None = None) -> Outcome:
+    def _handle_stored(self, msg: Inbound, replayed_at: str | None = None,
+                       limits: Sequence[tuple[Limit, str]] = ()) -> Outcome:
         with self.db.write_lock, self.db.session() as s:
             if msg.message_id:
                 seen = s.scalar(select(Message).where(Message.sid == msg.message_id))
                 if seen is not None:
                     return self._replay(s, seen)
+            now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()
             contact = s.scalar(select(Contact).where(Contact.address == msg.sender))
             if contact is None:
                 contact = Contact(address=msg.sender, channel=msg.channel)
@@ -124,14 +158,15 @@ class Helpline:
                 Escalation.contact_id == contact.id, Escalation.status.in_(OPEN_STATUSES)))
             state = State(language=contact.language, opted_out=contact.opted_out,
                           escalated=escalation is not None and escalation.silences_bot,
-                          recent=self._recent(s, contact))
+                          recent=recent_texts(s, contact.id, now - self.context))
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
-            now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()
-            if decision.reply and decision.kind != "crisis" and self._over_limit(s, contact, now):
-                # SMS pumping or a loop with another bot: keep the text, stop answering. Never a crisis.
-                logger.warning("reply limit reached for %s: stored, not answered", contact.masked)
-                decision = replace(decision, kind="limited", reply=None)
+            if limits and not verdict.pages and self._over(s, limits, now):
+                # The caller's flood limit. Never a crisis: those go through whatever the counters say.
+                logger.warning("%s over its limit: refused", contact.masked)
+                return Outcome(None, decision, stored=False, refused=True)
+            if decision.reply and replayed_at is None:
+                decision = self._reply_limit(s, contact, decision, now)
             contact.last_seen_at = now
             if decision.remember_language:
                 contact.language = decision.remember_language
@@ -139,14 +174,14 @@ class Helpline:
                 contact.opted_out, contact.opted_out_at = True, now
             elif decision.opt_out is False:
                 contact.opted_out, contact.opted_out_at = False, None
-            inbound = Message(contact_id=contact.id, direction="in", sid=msg.message_id, body=msg.body,
+            inbound = Message(contact_id=contact.id, direction=Direction.IN, sid=msg.message_id, body=msg.body,
                               media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
-                              rule=verdict.rule, topic=decision.topic, language=decision.language,
-                              created_at=now)
+                              crisis_kind=verdict.kind, rule=verdict.rule, topic=decision.topic,
+                              language=decision.language, created_at=now)
             s.add(inbound)
             s.flush()
             if verdict.escalate:
-                escalation = self._escalate(s, contact, escalation, inbound, decision, msg)
+                escalation = self._escalate(s, contact, escalation, inbound, decision, msg, now)
                 inbound.escalation_id = escalation.id
                 logger.warning("escalation %d: %s %s rule=%s", escalation.id, verdict.severity,
                                contact.masked, verdict.rule)
@@ -156,7 +191,7 @@ class Helpline:
                 escalation.message_count += 1
                 escalation.updated_at = now
             if decision.reply and replayed_at is None:  # a replayed text was answered when it came
-                s.add(Message(contact_id=contact.id, direction="out", body=decision.reply, kind="bot",
+                s.add(Message(contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
                               reply_to_id=inbound.id, escalation_id=inbound.escalation_id,
                               language=decision.language, created_at=now))
             logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
@@ -164,38 +199,39 @@ class Helpline:
             return Outcome(decision.reply, decision, stored=True,
                            escalation_id=escalation.id if escalation is not None else None)
 
-    def _over_limit(self, s: Session, contact: Contact, now) -> bool:
-        """Whether the bot already answered this sender ``reply_limit`` times in the last hour."""
-        if self.reply_limit <= 0 or contact.channel == "test":  # staff training is not abuse
-            return False
-        sent = s.scalar(select(func.count(Message.id)).where(
-            Message.contact_id == contact.id, Message.direction == "out", Message.kind == "bot",
-            Message.created_at >= now - timedelta(hours=1)))
-        return sent >= self.reply_limit
+    def _over(self, s: Session, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
+        """Count this text against each of the caller's limits; True when any is exceeded."""
+        over = False
+        for limit, subject in limits:
+            over = self.limiter.hit(s, limit, subject, now) or over
+        return over
 
-    def _recent(self, s: Session, contact: Contact) -> tuple[str, ...]:
-        """The sender's last few texts that did not escalate on their own (read with the new one)."""
-        since = utcnow() - self.context
-        rows = s.scalars(select(Message).where(
-            Message.contact_id == contact.id, Message.direction == "in", Message.created_at >= since)
-            .order_by(Message.id.desc()).limit(RECENT_LIMIT)).all()
-        recent = []
-        for row in rows:
-            if row.severity is not None:
-                break
-            if row.body:
-                recent.append(row.body)
-        return tuple(reversed(recent))
+    def _reply_limit(self, s: Session, contact: Contact, decision: Decision, now: datetime) -> Decision:
+        """At most ``reply_limit`` bot replies per number per hour (SMS pumping, loops with other bots).
+
+        Crisis replies, compliance words (HELP, STOP, START) and the language switch are never
+        limited; training channels are exempt. Past the limit the texter is told once, then the
+        bot stays silent for the rest of the hour (texts are still stored and triaged).
+        """
+        if decision.kind in NEVER_LIMITED or channel_spec(contact.channel).training:
+            return decision
+        subject = f"contact:{contact.id}"
+        if not self.limiter.hit(s, self.reply_limit, subject, now):
+            return decision
+        if not self.limiter.hit(s, self.reply_notice, subject, now):
+            logger.warning("reply limit reached for %s: told once, then stored without an answer", contact.masked)
+            return replace(decision, kind=DecisionKind.LIMITED,
+                           reply=self.bot.content.message("reply_limited", decision.language))
+        return replace(decision, kind=DecisionKind.LIMITED, reply=None)
 
     def _escalate(self, s: Session, contact: Contact, escalation: Escalation | None, inbound: Message,
-                  decision: Decision, msg: Inbound) -> Escalation:
+                  decision: Decision, msg: Inbound, now: datetime) -> Escalation:
         verdict = decision.triage
-        now = utcnow()
         if escalation is None:
-            escalation = Escalation(contact_id=contact.id, status="open", severity=verdict.severity,
-                                    rule=verdict.rule, rules=",".join(verdict.rules), channel=msg.channel,
-                                    opted_out=contact.opted_out,
-                                    about_other=any(h.about_other for h in verdict.hits),
+            escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
+                                    kind=verdict.kind, rule=verdict.rule, rules=",".join(verdict.rules),
+                                    channel=msg.channel, opted_out=contact.opted_out,
+                                    about_other=verdict.about_other,
                                     first_message_id=inbound.id, created_at=now, updated_at=now)
             s.add(escalation)
             s.flush()
@@ -204,19 +240,20 @@ class Helpline:
         escalation.message_count += 1
         escalation.updated_at = now
         escalation.opted_out = escalation.opted_out or contact.opted_out
-        if RANK[verdict.severity] > RANK[escalation.severity]:
-            escalation.severity, escalation.rule = verdict.severity, verdict.rule
+        if rank(verdict.severity) > rank(escalation.severity):
+            escalation.severity, escalation.rule, escalation.kind = verdict.severity, verdict.rule, verdict.kind
+        escalation.about_other = escalation.about_other or verdict.about_other
         known = [r for r in escalation.rules.split(",") if r]
         escalation.rules = ",".join([*known, *(r for r in verdict.rules if r not in known)])
         self._page_if_needed(s, escalation, now)
         return escalation
 
-    def _page_if_needed(self, s: Session, escalation: Escalation, now) -> None:
+    def _page_if_needed(self, s: Session, escalation: Escalation, now: datetime) -> None:
         """Queue the first round of pages in this same transaction (a review that turns urgent too)."""
-        if escalation.channel == "test":
+        if not escalation.spec.pages_staff:
             escalation.page_problem = "training conversation: nobody is paged"
             return
-        if (escalation.severity in PAGING_SEVERITIES and escalation.status == "open"
+        if (Tier(escalation.severity).pages and escalation.status == EscalationStatus.OPEN
                 and escalation.last_paged_at is None and escalation.page_round == 0):
             n = enqueue_round(s, escalation, self.public_url, now=now)
             logger.warning("escalation %d: %d page(s) queued", escalation.id, n)

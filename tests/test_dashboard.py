@@ -246,7 +246,7 @@ def test_the_queue_shows_a_crisis_with_severity_rule_and_masked_number(db, sms, 
     assert esc.severity.upper() in html and esc.rule in html
     assert "***-0100" in html
     assert TEXTER not in html and "5555550100" not in html
-    assert "Claim" in html and "sms" in html
+    assert "Claim" in html and "SMS" in html
 
 
 def test_the_queue_puts_the_most_severe_and_oldest_first(db, sms, ann):

@@ -18,11 +18,48 @@ def limited_app(settings, limit):
 def test_replies_stop_at_the_hourly_limit_but_texts_are_still_stored(settings):
     app = limited_app(settings, 3)
     sms = SMS(app.test_client())
-    replies = [sms.send("what are your hours").text for _ in range(5)]
-    assert all(replies[:3]) and replies[3:] == [None, None]
+    replies = [sms.send("what are your hours").text for _ in range(6)]
+    assert all("hours" in r for r in replies[:3])
+    # The texter is told once that the bot has stopped answering, then it stays silent.
+    assert "limit" in replies[3] and "(562) 573-1504" in replies[3] and "911" in replies[3]
+    assert replies[4:] == [None, None]
     with app.extensions["helpline"].db.session() as s:
-        assert s.scalar(select(func.count(Message.id)).where(Message.direction == "in")) == 5
-        assert s.scalar(select(func.count(Message.id)).where(Message.kind == "limited")) == 2
+        assert s.scalar(select(func.count(Message.id)).where(Message.direction == "in")) == 6
+        assert s.scalar(select(func.count(Message.id)).where(Message.kind == "limited")) == 3
+
+
+def test_compliance_words_and_the_language_switch_are_never_limited(settings):
+    app = limited_app(settings, 1)
+    sms = SMS(app.test_client())
+    sms.send("what are your hours")
+    sms.send("what are your hours")  # the one notice
+    assert sms.send("what are your hours").text is None
+    assert "988" in sms.send("HELP").text
+    assert "español" in sms.send("ESPANOL").text.lower() or "espanol" in sms.send("ESPANOL").text.lower()
+    assert sms.send("STOP").text is None  # Twilio confirms opt-outs itself
+    assert "(562) 573-1504" in sms.send("START").text
+
+
+def test_concurrent_texts_cannot_overshoot_the_limit(settings):
+    import threading
+    app = limited_app(settings, 5)
+    client = app.test_client()
+    sms = SMS(client)
+    answers = []
+    lock = threading.Lock()
+
+    def text(i):
+        reply = SMS(app.test_client()).post(sms.params("what are your hours", sid=f"SM{i:032x}")).text
+        with lock:
+            answers.append(reply)
+
+    threads = [threading.Thread(target=text, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(1 for a in answers if a and "hours" in a) == 5
+    assert sum(1 for a in answers if a and "limit" in a) == 1
 
 
 def test_a_crisis_is_answered_even_over_the_limit(settings):
@@ -36,6 +73,6 @@ def test_a_crisis_is_answered_even_over_the_limit(settings):
 def test_the_limit_is_per_number(settings):
     app = limited_app(settings, 1)
     sms = SMS(app.test_client())
-    assert sms.send("hours", sender="+15555550101").text
-    assert sms.send("hours", sender="+15555550101").text is None
+    assert "hours" in sms.send("hours", sender="+15555550101").text
+    assert "limit" in sms.send("hours", sender="+15555550101").text
     assert sms.send("hours", sender="+15555550102").text

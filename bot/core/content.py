@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from bot.core.states import TIERS
+
 LANGUAGES = ("en", "es")
-SEVERITIES = ("emergency", "urgent", "review")  # most severe first
 
 # Fixed messages every language must define.
 MESSAGE_KEYS = (
     "crisis_emergency", "crisis_urgent", "review", "review_footer", "help", "menu",
-    "media", "optin", "language_set", "trouble", "fallback", "followup",
+    "media", "optin", "language_set", "trouble", "fallback", "followup", "reply_limited",
 )
 
 
@@ -96,7 +97,7 @@ def parse_rule(raw: dict, where: str, default_severity: str | None = None, order
     if not rid:
         raise ContentError(f"{where}: a rule without id")
     severity = raw.get("severity", default_severity)
-    if severity not in SEVERITIES and severity != "none":
+    if severity not in TIERS and severity != "none":
         raise ContentError(f"{where}: rule {rid} has severity {severity!r}")
     if ("pattern" in raw) == ("all" in raw):
         raise ContentError(f"{where}: rule {rid} needs exactly one of 'pattern' or 'all'")

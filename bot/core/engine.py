@@ -16,6 +16,7 @@ from bot.core.content import Content, load_cached
 from bot.core.language import LanguageDetector
 from bot.core.normalize import strip_accents
 from bot.core.sms import fits
+from bot.core.states import Channel, DecisionKind as K
 from bot.core.topics import TopicMatcher
 from bot.core.triage import Triage, Triager, more_severe
 
@@ -40,7 +41,7 @@ class Inbound:
 
     sender: str
     body: str
-    channel: str = "sms"
+    channel: Channel = Channel.SMS
     message_id: str | None = None
     media_count: int = 0
 
@@ -59,7 +60,7 @@ class State:
 class Decision:
     """What to do with one message."""
 
-    kind: str  # crisis, review, topic, menu, help, optout, optin, language, media, silent
+    kind: K
     reply: str | None
     language: str
     triage: Triage
@@ -129,29 +130,29 @@ class Bot:
 
         if verdict.pages:
             # Crisis outranks everything: opt-out, an open escalation, any keyword.
-            return decision("crisis", self.crisis_reply(verdict.severity, language))
+            return decision(K.CRISIS, self.crisis_reply(verdict.severity, language))
         if word in OPT_OUT:
             # Twilio sends the carrier confirmation itself; anything we add would be blocked.
-            return decision("optout", None, opt_out=True)
+            return decision(K.OPTOUT, None, opt_out=True)
         if word in OPT_IN and state.opted_out:
-            return decision("optin", self.content.message("optin", language), opt_out=False)
+            return decision(K.OPTIN, self.content.message("optin", language), opt_out=False)
         if word in HELP:
-            return decision("help", self.content.message("help", language))
+            return decision(K.HELP, self.content.message("help", language))
         if state.opted_out or state.escalated:
             # Opted out: they asked for silence. Escalated: a human is handling the conversation.
-            return decision("silent", None)
+            return decision(K.SILENT, None)
         if word in TO_SPANISH or word in TO_ENGLISH:
-            return decision("language", self.content.message("language_set", language))
+            return decision(K.LANGUAGE, self.content.message("language_set", language))
         if not text.strip():
             key = "media" if msg.media_count else "fallback"
-            return decision("media" if msg.media_count else "menu", self.content.message(key, language))
+            return decision(K.MEDIA if msg.media_count else K.MENU, self.content.message(key, language))
         topic = self.topics.match(text[:TOPIC_CHARS], language, tokens[:TOPIC_TOKENS])
         if verdict.escalate:
-            return decision("review", self._review_reply(topic.reply if topic else None, language),
+            return decision(K.REVIEW, self._review_reply(topic.reply if topic else None, language),
                             topic=topic.id if topic else None)
         if topic:
-            return decision("topic", topic.reply, topic=topic.id)
-        return decision("menu", self.content.message("menu", language))
+            return decision(K.TOPIC, topic.reply, topic=topic.id)
+        return decision(K.MENU, self.content.message("menu", language))
 
     def _review_reply(self, answer: str | None, language: str) -> str:
         """Answer the question with a one-line 911/988 footer when both fit; else the review message."""

@@ -29,15 +29,14 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable
 
-from bot.core.content import SEVERITIES, Content, Rule
+from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY
 from bot.core.phrases import Found, PhraseIndex
 from bot.core.second_net import SecondNet
+from bot.core.states import TIERS, Tier, rank
 
 logger = logging.getLogger(__name__)
 
-RANK = {s: len(SEVERITIES) - i for i, s in enumerate(SEVERITIES)}  # emergency=3 ... review=1
-PAGING = frozenset({"emergency", "urgent"})
 SECOND_NET = "model.second_net"
 
 # Context concepts the engine itself reads (defined as lists in lexicon.toml).
@@ -67,6 +66,7 @@ class Triage:
     severity: str | None
     rule: str | None
     hits: tuple[Hit, ...] = ()
+    kind: str | None = None  # CrisisKind of the verdict, None when routine
 
     @property
     def escalate(self) -> bool:
@@ -76,7 +76,12 @@ class Triage:
     @property
     def pages(self) -> bool:
         """Emergency and urgent page staff at once."""
-        return self.severity in PAGING
+        return self.severity is not None and Tier(self.severity).pages
+
+    @property
+    def about_other(self) -> bool:
+        """Whether the danger is someone else's (the texter is the rescuer)."""
+        return any(h.about_other for h in self.hits)
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -85,23 +90,22 @@ class Triage:
 
 
 ROUTINE = Triage(None, None)
-TRIAGE_ERROR = Triage("urgent", "triage.error")
+TRIAGE_ERROR = Triage(Tier.URGENT, "triage.error")
 
 
 def more_severe(a: str | None, b: str | None) -> str | None:
     """The more severe of two tiers (None is routine)."""
-    return a if RANK.get(a or "", 0) >= RANK.get(b or "", 0) else b
+    return a if rank(a) >= rank(b) else b
 
 
 def raise_(severity: str) -> str:
     """One tier up, never above emergency."""
-    return SEVERITIES[max(SEVERITIES.index(severity) - 1, 0)]
+    return TIERS[max(TIERS.index(severity) - 1, 0)]
 
 
 def lower(severity: str) -> str:
     """One tier down, never below review."""
-    i = SEVERITIES.index(severity)
-    return SEVERITIES[min(i + 1, len(SEVERITIES) - 1)]
+    return TIERS[min(TIERS.index(severity) + 1, len(TIERS) - 1)]
 
 
 class Triager:
@@ -253,7 +257,7 @@ class Triager:
         if lowered == "negation":
             severity = lower(severity)
         elif lowered == "past":
-            severity = "review"  # a story long past is not happening now, but a human still reads it
+            severity = Tier.REVIEW  # a story long past is not happening now, but a human still reads it
         return severity, lowered, other
 
     def triage_tokens(self, tokens: list[str]) -> Triage:
@@ -283,9 +287,9 @@ class Triager:
                 hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order))
         if not hits:
             if self.second_net is not None and self.second_net.flags(tokens):
-                return Triage("review", SECOND_NET, (Hit(SECOND_NET, "review", "review", 0, 0),))
+                return Triage(Tier.REVIEW, SECOND_NET, (Hit(SECOND_NET, Tier.REVIEW, Tier.REVIEW, 0, 0),))
             return ROUTINE
-        hits.sort(key=lambda h: (-RANK[h.severity], h.order))
+        hits.sort(key=lambda h: (-rank(h.severity), h.order))
         return Triage(hits[0].severity, hits[0].rule, tuple(hits))
 
     def triage(self, text: str) -> Triage:

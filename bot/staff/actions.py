@@ -12,10 +12,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from bot.core.states import (OPEN_STATUSES, TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
+                             channel_spec)
 from bot.store.db import Database
+from bot.store.limits import Limit, Limiter
 from bot.store.models import AuditLog, Contact, Escalation, Message, Outbox, Staff, mask, utcnow
 
-SEVERITY_ORDER = case({"emergency": 0, "urgent": 1, "review": 2}, value=Escalation.severity, else_=3)
+SEVERITY_ORDER = case({t.value: i for i, t in enumerate(TIERS)}, value=Escalation.severity, else_=len(TIERS))
 OUTCOMES = ("reached_safe", "referred_911", "referred_988", "intake_booked", "no_response", "not_a_crisis", "other")
 MAX_REPLY = 1600
 _ONE_DAY = timedelta(days=1)
@@ -42,6 +45,11 @@ class QueueItem:
     opted_out: bool
     message_count: int
 
+    @property
+    def training(self) -> bool:
+        """A staff-training conversation (test texter, simulator): never paged."""
+        return channel_spec(self.channel).training
+
 
 def audit(s: Session, staff: Staff | None, action: str, escalation_id: int | None = None, detail: str | None = None) -> None:
     """Append an audit entry (never contains message bodies)."""
@@ -49,22 +57,30 @@ def audit(s: Session, staff: Staff | None, action: str, escalation_id: int | Non
                    detail=detail, at=utcnow()))
 
 
+# Failed logins, counted in the database so the limits hold across processes and hosts. Per
+# account *and* address: a stranger guessing a password cannot lock the real user out elsewhere.
 LOGIN_WINDOW = timedelta(minutes=15)
-MAX_FAILED_PER_EMAIL = 5
-MAX_FAILED_PER_IP = 20
+FAILED_PER_ACCOUNT_ADDRESS = Limit("login_account_address", 5, LOGIN_WINDOW)
+FAILED_PER_ADDRESS = Limit("login_address", 20, LOGIN_WINDOW)
 
 
-def too_many_failed_logins(s: Session, email: str, ip: str, now: datetime | None = None) -> bool:
-    """Whether this email or address failed to log in too often lately (checked in the database,
-    so the limit holds across processes and hosts)."""
-    since = (now or utcnow()) - LOGIN_WINDOW
-    failed = select(func.count(AuditLog.id)).where(AuditLog.action == "login_failed", AuditLog.at >= since)
-    by_email = s.scalar(failed.where(AuditLog.detail.like(f"{email}|%")))
-    by_ip = s.scalar(failed.where(AuditLog.detail.like(f"%|{ip}")))
-    return by_email >= MAX_FAILED_PER_EMAIL or by_ip >= MAX_FAILED_PER_IP
+def _login_subjects(email: str, ip: str) -> tuple[tuple[Limit, str], ...]:
+    return ((FAILED_PER_ACCOUNT_ADDRESS, f"{email}|{ip}"), (FAILED_PER_ADDRESS, ip))
 
 
-def queue(s: Session, statuses=("open", "claimed")) -> list[QueueItem]:
+def too_many_failed_logins(s: Session, limiter: Limiter, email: str, ip: str, now: datetime | None = None) -> bool:
+    """Whether this account from this address, or this address at all, failed too often lately."""
+    return any(limiter.over(s, limit, subject, now) for limit, subject in _login_subjects(email, ip))
+
+
+def failed_login(s: Session, limiter: Limiter, email: str, ip: str, now: datetime | None = None) -> None:
+    """Count a failed login against its account+address and its address; audited without the email."""
+    for limit, subject in _login_subjects(email, ip):
+        limiter.hit(s, limit, subject, now)
+    audit(s, None, "login_failed")
+
+
+def queue(s: Session, statuses=OPEN_STATUSES) -> list[QueueItem]:
     """Escalations in these statuses, most severe and oldest first."""
     rows = s.execute(select(Escalation, Contact, Staff).join(Contact, Escalation.contact_id == Contact.id)
                      .outerjoin(Staff, Escalation.claimed_by_id == Staff.id)
@@ -86,12 +102,14 @@ def claim(db: Database, escalation_id: int, staff: Staff) -> bool:
     """Claim an open escalation; False when someone else already has it."""
     with db.session() as s:
         now = utcnow()
-        won = s.execute(update(Escalation).where(Escalation.id == escalation_id, Escalation.status == "open")
-                        .values(status="claimed", claimed_by_id=staff.id, claimed_at=now, updated_at=now)).rowcount == 1
+        won = s.execute(update(Escalation).where(Escalation.id == escalation_id,
+                                                 Escalation.status == EscalationStatus.OPEN)
+                        .values(status=EscalationStatus.CLAIMED, claimed_by_id=staff.id, claimed_at=now, updated_at=now)).rowcount == 1
         if won:
             # Nobody else needs waking for this one.
-            s.execute(update(Outbox).where(Outbox.escalation_id == escalation_id, Outbox.kind == "page",
-                                           Outbox.status == "pending").values(status="cancelled"))
+            s.execute(update(Outbox).where(Outbox.escalation_id == escalation_id, Outbox.kind == OutboxKind.PAGE,
+                                           Outbox.status == OutboxStatus.PENDING)
+                      .values(status=OutboxStatus.CANCELLED))
             audit(s, staff, "claim", escalation_id)
         return won
 
@@ -100,10 +118,12 @@ def _owned(s: Session, escalation_id: int, staff: Staff, allow_open: bool = Fals
     esc = s.get(Escalation, escalation_id)
     if esc is None:
         raise ActionError("no such escalation")
-    if esc.status == "claimed" and esc.claimed_by_id != staff.id and not staff.is_admin:
+    if esc.status == EscalationStatus.CLAIMED and esc.claimed_by_id != staff.id and not staff.is_admin:
         raise ActionError("claimed by someone else")
-    if esc.status not in ("claimed", "open") or (esc.status == "open" and not allow_open):
-        raise ActionError(f"escalation is {esc.status}; claim it first" if esc.status == "open" else f"escalation is {esc.status}")
+    if esc.status == EscalationStatus.OPEN and not allow_open:
+        raise ActionError(f"escalation is {esc.status}; claim it first")
+    if esc.status not in OPEN_STATUSES:
+        raise ActionError(f"escalation is {esc.status}")
     return esc
 
 
@@ -118,12 +138,12 @@ def reply(db: Database, escalation_id: int, staff: Staff, body: str) -> Message:
         esc = _owned(s, escalation_id, staff)
         contact = s.get(Contact, esc.contact_id)
         now = utcnow()
-        msg = Message(contact_id=contact.id, direction="out", body=body, kind="staff", escalation_id=esc.id,
+        msg = Message(contact_id=contact.id, direction=Direction.OUT, body=body, kind=Author.STAFF, escalation_id=esc.id,
                       created_at=now)
         s.add(msg)
         s.flush()
-        if esc.channel in ("sms", "whatsapp") and not contact.opted_out:
-            s.add(Outbox(kind="reply", to_address=contact.address, body=body, escalation_id=esc.id,
+        if channel_spec(esc.channel).texts_back and not contact.opted_out:
+            s.add(Outbox(kind=OutboxKind.REPLY, to_address=contact.address, body=body, escalation_id=esc.id,
                          staff_id=staff.id, message_id=msg.id, next_attempt_at=now, created_at=now))
         esc.updated_at = now
         audit(s, staff, "reply", esc.id, "not sent: texter opted out" if contact.opted_out else None)
@@ -137,7 +157,7 @@ def resolve(db: Database, escalation_id: int, staff: Staff, outcome: str, note: 
     with db.session() as s:
         esc = _owned(s, escalation_id, staff, allow_open=True)
         now = utcnow()
-        esc.status, esc.outcome, esc.note = "resolved", outcome, (note or "").strip()[:4000] or None
+        esc.status, esc.outcome, esc.note = EscalationStatus.RESOLVED, outcome, (note or "").strip()[:4000] or None
         esc.resolved_by_id, esc.resolved_at, esc.updated_at = staff.id, now, now
         audit(s, staff, "resolve", esc.id, outcome)
 
@@ -147,7 +167,7 @@ def hand_back(db: Database, escalation_id: int, staff: Staff) -> None:
     with db.session() as s:
         esc = _owned(s, escalation_id, staff, allow_open=True)
         now = utcnow()
-        esc.status, esc.resolved_by_id, esc.resolved_at, esc.updated_at = "handed_back", staff.id, now, now
+        esc.status, esc.resolved_by_id, esc.resolved_at, esc.updated_at = EscalationStatus.HANDED_BACK, staff.id, now, now
         audit(s, staff, "hand_back", esc.id)
 
 
@@ -155,10 +175,10 @@ def release(db: Database, escalation_id: int, staff: Staff) -> None:
     """Put a claimed escalation back in the queue (the owner must leave); re-paging resumes."""
     with db.session() as s:
         esc = _owned(s, escalation_id, staff)
-        if esc.status != "claimed":
+        if esc.status != EscalationStatus.CLAIMED:
             raise ActionError("only a claimed escalation can be released")
         now = utcnow()
-        esc.status, esc.claimed_by_id, esc.claimed_at, esc.updated_at = "open", None, None, now
+        esc.status, esc.claimed_by_id, esc.claimed_at, esc.updated_at = EscalationStatus.OPEN, None, None, now
         audit(s, staff, "release", esc.id)
 
 

@@ -18,6 +18,8 @@ from sqlalchemy import func, or_, select, update
 
 from bot.config import Settings
 from bot.core.content import Content
+from bot.core.states import (PAGING_TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
+                             channel_spec, channels_where)
 from bot.staff import paging
 from bot.staff.sender import LocalSender, SendError, TwilioSender
 from bot.store.db import Database
@@ -84,22 +86,22 @@ class Dispatcher:
         with self.db.session() as s:
             # Only escalations with something due: one query, however many are open.
             ids = s.scalars(select(Escalation.id).where(
-                Escalation.status == "open", Escalation.severity.in_(paging.PAGING_SEVERITIES),
-                Escalation.channel != "test",
+                Escalation.status == EscalationStatus.OPEN, Escalation.severity.in_(PAGING_TIERS),
+                Escalation.channel.in_(channels_where(pages_staff=True)),
                 or_(func.coalesce(Escalation.last_paged_at, Escalation.created_at) <= now - repage,
                     (Escalation.followup_sent_at.is_(None)) & (Escalation.first_paged_at <= now - followup)),
             )).all()
         for esc_id in ids:
             with self.db.session() as s:
                 esc = s.get(Escalation, esc_id)
-                if esc is None or esc.status != "open":
+                if esc is None or esc.status != EscalationStatus.OPEN:
                     continue
                 last = aware(esc.last_paged_at) or aware(esc.created_at)
                 if now - last >= repage:
                     # Compare-and-set on page_round so two dispatchers cannot both re-page.
                     won = s.execute(update(Escalation).where(
                         Escalation.id == esc.id, Escalation.page_round == esc.page_round,
-                        Escalation.status == "open").values(page_round=esc.page_round + 1)).rowcount
+                        Escalation.status == EscalationStatus.OPEN).values(page_round=esc.page_round + 1)).rowcount
                     if won:
                         s.refresh(esc)
                         n = paging.enqueue_round(s, esc, self.settings.public_url, widen=True, now=now)
@@ -115,20 +117,21 @@ class Dispatcher:
 
     def _queue_followup(self, s, esc: Escalation, now: datetime) -> None:
         contact = s.get(Contact, esc.contact_id)
-        if contact.opted_out or esc.channel not in ("sms", "whatsapp", "web"):
+        spec = channel_spec(esc.channel)
+        if contact.opted_out or not spec.shows_followup:
             logger.warning("escalation %d: no texter follow-up (%s)", esc.id,
                            "opted out" if contact.opted_out else esc.channel)
             return
         body = self.content.message("followup", contact.language or "en")
-        msg = Message(contact_id=contact.id, direction="out", body=body, kind="followup",
+        msg = Message(contact_id=contact.id, direction=Direction.OUT, body=body, kind=Author.FOLLOWUP,
                       escalation_id=esc.id, language=contact.language, created_at=now)
         s.add(msg)
         s.flush()
-        if esc.channel == "web":
+        if not spec.texts_back:
             # The chat widget polls the transcript: the message is delivered by being stored.
             logger.warning("escalation %d unclaimed: follow-up added to the web chat", esc.id)
             return
-        s.add(Outbox(kind="followup", to_address=contact.address, body=body, escalation_id=esc.id,
+        s.add(Outbox(kind=OutboxKind.FOLLOWUP, to_address=contact.address, body=body, escalation_id=esc.id,
                      message_id=msg.id, next_attempt_at=now, created_at=now))
         logger.warning("escalation %d unclaimed: follow-up queued for %s", esc.id, contact.masked)
 
@@ -137,18 +140,19 @@ class Dispatcher:
         """Claim due rows for this process: (id, recovered), recovered meaning its last sender died."""
         with self.db.session() as s:
             candidates = s.execute(select(Outbox.id, Outbox.status).where(or_(
-                (Outbox.status == "pending") & (Outbox.next_attempt_at <= now),
-                (Outbox.status == "sending") & (Outbox.lease_until < now),
+                (Outbox.status == OutboxStatus.PENDING) & (Outbox.next_attempt_at <= now),
+                (Outbox.status == OutboxStatus.SENDING) & (Outbox.lease_until < now),
             )).order_by(Outbox.id).limit(BATCH)).all()
         mine = []
         for oid, status in candidates:
-            due = ((Outbox.status == "pending") & (Outbox.next_attempt_at <= now) if status == "pending"
-                   else (Outbox.status == "sending") & (Outbox.lease_until < now))
+            due = ((Outbox.status == OutboxStatus.PENDING) & (Outbox.next_attempt_at <= now)
+                   if status == OutboxStatus.PENDING
+                   else (Outbox.status == OutboxStatus.SENDING) & (Outbox.lease_until < now))
             with self.db.session() as s:
                 won = s.execute(update(Outbox).where(Outbox.id == oid, due)
-                                .values(status="sending", lease_until=now + LEASE)).rowcount
+                                .values(status=OutboxStatus.SENDING, lease_until=now + LEASE)).rowcount
             if won:
-                mine.append((oid, status == "sending"))
+                mine.append((oid, status == OutboxStatus.SENDING))
         return mine
 
     def send_due(self, now: datetime | None = None) -> int:
@@ -165,8 +169,8 @@ class Dispatcher:
         with self.db.session() as s:
             row = s.get(Outbox, oid)
             esc = s.get(Escalation, row.escalation_id) if row.escalation_id else None
-            if row.kind == "page" and esc is not None and esc.status != "open":
-                row.status = "cancelled"  # claimed or closed meanwhile: nobody needs waking
+            if row.kind == OutboxKind.PAGE and esc is not None and esc.status != EscalationStatus.OPEN:
+                row.status = OutboxStatus.CANCELLED  # claimed or closed meanwhile: nobody needs waking
                 return 0
             to, body, created = row.to_address, row.body, aware(row.created_at)
         try:
@@ -183,10 +187,10 @@ class Dispatcher:
             return 0
         with self.db.session() as s:
             row = s.get(Outbox, oid)
-            row.status, row.twilio_sid, row.sent_at = "sent", sid or None, now
+            row.status, row.twilio_sid, row.sent_at = OutboxStatus.SENT, sid or None, now
             row.local = self.sender.local
             row.attempts += 1
-            if row.kind == "page" and row.escalation_id:
+            if row.kind == OutboxKind.PAGE and row.escalation_id:
                 esc = s.get(Escalation, row.escalation_id)
                 esc.pages_sent += 1
         logger.info("outbox %d (%s) sent%s", oid, row.kind, " to the local outbox" if self.sender.local else "")
@@ -198,11 +202,11 @@ class Dispatcher:
             row.attempts += 1
             row.error_code, row.error_message = err.code, err.message
             if err.permanent or row.attempts >= MAX_ATTEMPTS:
-                row.status = "failed"
+                row.status = OutboxStatus.FAILED
                 logger.error("outbox %d (%s) failed for good: %s %s", oid, row.kind, err.code, err.message)
                 self.on_permanent_failure(s, row)
             else:
-                row.status = "pending"
+                row.status = OutboxStatus.PENDING
                 row.next_attempt_at = now + backoff(row.attempts)
                 logger.warning("outbox %d (%s) failed, retry %d: %s", oid, row.kind, row.attempts, err.message)
 
@@ -211,10 +215,10 @@ class Dispatcher:
         if row.escalation_id is None:
             return
         esc = s.get(Escalation, row.escalation_id)
-        if row.kind == "page":
+        if row.kind == OutboxKind.PAGE:
             who = row.staff.name if row.staff else "staff"
             esc.page_problem = f"page to {who} failed ({row.error_code or 'error'})"
-            if esc.status == "open" and not paging.enqueue_failover(s, esc, row, self.settings.public_url):
+            if esc.status == EscalationStatus.OPEN and not paging.enqueue_failover(s, esc, row, self.settings.public_url):
                 esc.page_problem += "; nobody else to page"
         elif row.error_code == "21610":
             contact = s.get(Contact, esc.contact_id)

@@ -12,11 +12,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.core.states import OutboxKind
 from bot.store.models import Escalation, Outbox, Staff, aware, mask, utcnow
 
 logger = logging.getLogger(__name__)
 
-PAGING_SEVERITIES = ("emergency", "urgent")
 NO_STAFF = "NO STAFF ON CALL: nobody was paged"
 
 
@@ -53,7 +53,7 @@ def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, wi
         return 0
     body = page_text(escalation, public_url, now)
     for person in people:
-        s.add(Outbox(kind="page", to_address=person.phone, body=body, escalation_id=escalation.id,
+        s.add(Outbox(kind=OutboxKind.PAGE, to_address=person.phone, body=body, escalation_id=escalation.id,
                      staff_id=person.id, page_round=escalation.page_round, next_attempt_at=now, created_at=now))
     escalation.last_paged_at = now
     if escalation.first_paged_at is None:
@@ -64,10 +64,10 @@ def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, wi
 def enqueue_failover(s: Session, escalation: Escalation, failed: Outbox, public_url: str | None) -> bool:
     """After a permanent failure, page the next person not yet paged for this escalation."""
     paged = set(s.scalars(select(Outbox.staff_id).where(Outbox.escalation_id == escalation.id,
-                                                        Outbox.kind == "page")))
+                                                        Outbox.kind == OutboxKind.PAGE)))
     for widen in (False, True):
         for person in recipients(s, widen, exclude={p for p in paged if p is not None}):
-            s.add(Outbox(kind="page", to_address=person.phone, body=page_text(escalation, public_url),
+            s.add(Outbox(kind=OutboxKind.PAGE, to_address=person.phone, body=page_text(escalation, public_url),
                          escalation_id=escalation.id, staff_id=person.id, page_round=escalation.page_round))
             return True
     return False

@@ -6,12 +6,13 @@ import logging
 
 from sqlalchemy import select
 
+from bot.core.states import OutboxStatus
 from bot.store.db import Database
 from bot.store.models import Outbox, utcnow
 
 logger = logging.getLogger(__name__)
 
-FINAL_FAILURES = ("failed", "undelivered")
+FINAL_FAILURES = (OutboxStatus.FAILED, OutboxStatus.UNDELIVERED)
 KNOWN = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "read", "accepted", "scheduled", "canceled")
 
 
@@ -25,7 +26,7 @@ def record_status(db: Database, dispatcher, sid: str, status: str, error_code: s
         if row is None:
             return False
         if status == "delivered" or status == "read":
-            row.status, row.delivered_at = "delivered", utcnow()
+            row.status, row.delivered_at = OutboxStatus.DELIVERED, utcnow()
         elif status in FINAL_FAILURES and row.status != status:
             row.status, row.error_code = status, error_code or row.error_code
             row.error_message = f"status callback: {status}"

@@ -9,7 +9,7 @@ from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, String, T
                         text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-OPEN_STATUSES = ("open", "claimed")
+from bot.core.states import Channel, EscalationStatus, OutboxStatus, Tier, channel_spec
 
 
 def utcnow() -> datetime:
@@ -28,7 +28,7 @@ class Contact(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     address: Mapped[str] = mapped_column(String(64), unique=True)
-    channel: Mapped[str] = mapped_column(String(16), default="sms")
+    channel: Mapped[str] = mapped_column(String(16), default=Channel.SMS)
     language: Mapped[str | None] = mapped_column(String(2))
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -51,12 +51,13 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
-    direction: Mapped[str] = mapped_column(String(8))  # "in" or "out"
+    direction: Mapped[str] = mapped_column(String(8))  # Direction
     sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     body: Mapped[str | None] = mapped_column(Text)
     media_count: Mapped[int] = mapped_column(Integer, default=0)
-    kind: Mapped[str | None] = mapped_column(String(16))  # decision kind for inbound, sender for outbound
+    kind: Mapped[str | None] = mapped_column(String(16))  # DecisionKind for inbound, Author for outbound
     severity: Mapped[str | None] = mapped_column(String(16))
+    crisis_kind: Mapped[str | None] = mapped_column(String(16))  # CrisisKind when it escalated
     rule: Mapped[str | None] = mapped_column(String(64))
     topic: Mapped[str | None] = mapped_column(String(32))
     language: Mapped[str | None] = mapped_column(String(2))
@@ -79,11 +80,12 @@ class Escalation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
-    status: Mapped[str] = mapped_column(String(16), default="open")
-    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=EscalationStatus.OPEN)
+    severity: Mapped[str] = mapped_column(String(16))  # Tier
+    kind: Mapped[str | None] = mapped_column(String(16))  # CrisisKind of the most severe text
     rule: Mapped[str] = mapped_column(String(64))
     rules: Mapped[str] = mapped_column(Text, default="")  # every rule that fired, comma-separated
-    channel: Mapped[str] = mapped_column(String(16), default="sms")
+    channel: Mapped[str] = mapped_column(String(16), default=Channel.SMS)
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)  # call, don't text
     about_other: Mapped[bool] = mapped_column(Boolean, default=False)
     message_count: Mapped[int] = mapped_column(Integer, default=1)
@@ -116,7 +118,12 @@ class Escalation(Base):
         An open review-tier escalation (a bare HELP, a vague "can't do this") is read the same
         day; until someone claims it the bot keeps answering questions rather than go quiet.
         """
-        return self.status == "claimed" or self.severity in ("emergency", "urgent")
+        return self.status == EscalationStatus.CLAIMED or Tier(self.severity).pages
+
+    @property
+    def spec(self):
+        """What this escalation's channel can do (text back, page, training)."""
+        return channel_spec(self.channel)
 
 
 class ChatSession(Base):
@@ -178,14 +185,14 @@ class Outbox(Base):
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # page, followup, reply
+    kind: Mapped[str] = mapped_column(String(16))  # OutboxKind
     to_address: Mapped[str] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)
     escalation_id: Mapped[int | None] = mapped_column(ForeignKey("escalations.id"))
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))  # recipient of a page, author of a reply
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))  # transcript row of a reply
     page_round: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -213,6 +220,22 @@ class AuditLog(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     staff: Mapped["Staff | None"] = relationship()
+
+
+class RateCounter(Base):
+    """One fixed window of one limit for one key: the single counter behind every limit.
+
+    ``key`` is a keyed hash (never a number, email or address in the clear); rows older than a
+    day are deleted by ``helpline purge``.
+    """
+
+    __tablename__ = "rate_counters"
+
+    limit: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window: Mapped[int] = mapped_column(Integer, primary_key=True)  # window number since the epoch
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Heartbeat(Base):

@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.core.engine import get_bot
 from bot.service import Helpline
 from bot.store.db import Database
+from bot.store.limits import Limiter
 from bot.store.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,9 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
         _require_migrated(db)
     bot = get_bot(str(settings.replies_dir))
     spool = Spool(settings.instance_dir / "spool.jsonl")
+    limiter = Limiter(app.config["SECRET_KEY"])
     ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool, settings.public_url,
-                                             settings.reply_limit_per_hour))
+                                             settings.reply_limit_per_hour, limiter))
     app.extensions["helpline"] = ext
     if ext.validator is None:
         if settings.dev:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import func, select, text
 
+from bot.core.states import UNSENT_STATUSES
 from bot.store.models import Heartbeat, Outbox, Staff, aware, utcnow
 
 HEARTBEAT_STALE = 30  # seconds
@@ -25,7 +26,7 @@ def system_checks(ext) -> tuple[dict, bool]:
             now = utcnow()
             beat = aware(s.scalar(select(func.max(Heartbeat.beat_at))))
             checks["dispatcher_heartbeat_age_s"] = round((now - beat).total_seconds(), 1) if beat else None
-            oldest = aware(s.scalar(select(func.min(Outbox.created_at)).where(Outbox.status.in_(("pending", "sending")))))
+            oldest = aware(s.scalar(select(func.min(Outbox.created_at)).where(Outbox.status.in_(UNSENT_STATUSES))))
             checks["oldest_unsent_age_s"] = round((now - oldest).total_seconds(), 1) if oldest else 0
             checks["staff_on_call"] = s.scalar(select(func.count(Staff.id)).where(
                 Staff.active.is_(True), Staff.on_call.is_(True)))

@@ -9,6 +9,7 @@ from flask import abort, current_app, request
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.core.engine import Inbound
+from bot.core.states import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def inbound_from_form(form) -> Inbound:
     return Inbound(
         sender=sender,
         body=form.get("Body") or "",
-        channel="whatsapp" if sender.startswith("whatsapp:") else "sms",
+        channel=Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS,
         message_id=(form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid") or None),
         media_count=media,
     )

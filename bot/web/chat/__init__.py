@@ -32,8 +32,10 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from bot.core.engine import Inbound
+from bot.core.states import OPEN_STATUSES, Author, Channel, Direction
 from bot.staff.actions import audit
-from bot.store.models import OPEN_STATUSES, ChatSession, Contact, Escalation, Message, aware, mask, utcnow
+from bot.store.limits import Limit
+from bot.store.models import ChatSession, Contact, Escalation, Message, aware, mask, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +46,10 @@ bp = Blueprint("chat", __name__, url_prefix="/chat", template_folder="templates"
 MAX_TEXT = 1600  # characters in one message (Twilio's SMS maximum, so both channels read alike)
 MAX_BODY = 32 * 1024  # bytes in one API request: 1,600 escaped emoji still fit
 POLL_MS = 2500
-# (how many, in how long): messages per conversation, messages per address, new chats per address.
-CONVERSATION_LIMIT = (12, timedelta(minutes=5))
-ADDRESS_LIMIT = (60, timedelta(minutes=10))
-START_LIMIT = (10, timedelta(hours=1))
+# Messages per conversation, messages per address, new chats per address (bot.store.limits).
+CONVERSATION_LIMIT = Limit("chat_conversation", 12, timedelta(minutes=5))
+ADDRESS_LIMIT = Limit("chat_address", 60, timedelta(minutes=10))
+START_LIMIT = Limit("chat_start", 10, timedelta(hours=1))
 MAX_TOKEN = 128
 
 DEMO_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
@@ -189,10 +191,10 @@ def _open_escalation(s: Session, contact_id: int) -> Escalation | None:
 
 
 def _message_json(m: Message) -> dict:
-    if m.direction == "in":
+    if m.direction == Direction.IN:
         kind = "visitor"
     else:
-        kind = m.kind if m.kind in ("staff", "followup") else "bot"
+        kind = m.kind if m.kind in (Author.STAFF, Author.FOLLOWUP) else Author.BOT
     return {"id": m.id, "kind": kind, "text": m.body or "", "created_at": _iso(m.created_at)}
 
 
@@ -200,14 +202,14 @@ def _messages(s: Session, contact_id: int, after: int, inbound: bool = False, li
     """The conversation after a message id, oldest first; the visitor's own texts only on request."""
     q = select(Message).where(Message.contact_id == contact_id, Message.id > after)
     if not inbound:
-        q = q.where(Message.direction == "out")
+        q = q.where(Message.direction == Direction.OUT)
     return [_message_json(m) for m in s.scalars(q.order_by(Message.id).limit(limit))]
 
 
 def _conversation_state(s: Session, contact_id: int) -> dict:
     esc = _open_escalation(s, contact_id)
     staff = s.scalar(select(func.count(Message.id)).where(
-        Message.contact_id == contact_id, Message.direction == "out", Message.kind == "staff"))
+        Message.contact_id == contact_id, Message.direction == Direction.OUT, Message.kind == Author.STAFF))
     return {"escalated": esc is not None, "staff_joined": bool(staff)}
 
 
@@ -218,31 +220,16 @@ def _after() -> int:
         return 0
 
 
-def _over_limit(s: Session, chat: ChatSession, ip: str, now: datetime) -> bool:
-    """Whether this conversation or this address sent too much lately (counted in the database).
+def _limits(s: Session, chat: ChatSession, ip: str) -> list[tuple[Limit, str]]:
+    """The flood limits a visitor message counts against (the helpline never refuses a crisis).
 
     A conversation a human is handling has no per-conversation limit: someone talking to staff
     may type in bursts. The per-address limit still applies to everything.
     """
-    incoming = select(func.count(Message.id)).where(Message.direction == "in")
-    n, window = CONVERSATION_LIMIT
+    limits = [(ADDRESS_LIMIT, ip)]
     if _open_escalation(s, chat.contact_id) is None:
-        if s.scalar(incoming.where(Message.contact_id == chat.contact_id,
-                                   Message.created_at >= now - window)) >= n:
-            return True
-    n, window = ADDRESS_LIMIT
-    from_address = select(ChatSession.contact_id).where(ChatSession.ip_hash == ip)
-    return s.scalar(incoming.where(Message.contact_id.in_(from_address),
-                                   Message.created_at >= now - window)) >= n
-
-
-def _recent_texts(s: Session, contact_id: int, now: datetime) -> tuple[str, ...]:
-    """The visitor's last few texts, read together with a limited one ("i just took" + "30 of them")."""
-    since = now - _ext().helpline.context
-    rows = s.scalars(select(Message.body).where(
-        Message.contact_id == contact_id, Message.direction == "in", Message.created_at >= since)
-        .order_by(Message.id.desc()).limit(3)).all()
-    return tuple(reversed([r for r in rows if r]))
+        limits.append((CONVERSATION_LIMIT, f"chat:{chat.contact_id}"))
+    return limits
 
 
 # --- CORS, headers, errors ----------------------------------------------------------------------------
@@ -322,19 +309,18 @@ def start():
     ext = _ext()
     ip = _ip_hash()
     now = utcnow()
-    n, window = START_LIMIT
     with ext.db.session() as s:
-        started = s.scalar(select(func.count(ChatSession.id)).where(
-            ChatSession.ip_hash == ip, ChatSession.created_at >= now - window))
-        if started >= n:
-            logger.warning("web chat: new-chat limit reached for one address")
-            return _error(429, "rate_limited", _say("start_limited", language),
-                          **{"Retry-After": str(int(window.total_seconds()))})
+        refused = ext.helpline.limiter.hit(s, START_LIMIT, ip, now)
+    if refused:
+        logger.warning("web chat: new-chat limit reached for one address")
+        return _error(429, "rate_limited", _say("start_limited", language),
+                      **{"Retry-After": str(int(START_LIMIT.window.total_seconds()))})
+    with ext.db.session() as s:
         while True:
             public_id = f"{secrets.randbelow(10 ** 16):016d}"
             if s.scalar(select(Contact.id).where(Contact.address == f"web:{public_id}")) is None:
                 break
-        contact = Contact(address=f"web:{public_id}", channel="web", language=language, created_at=now,
+        contact = Contact(address=f"web:{public_id}", channel=Channel.WEB, language=language, created_at=now,
                           last_seen_at=now)
         s.add(contact)
         s.flush()
@@ -367,17 +353,12 @@ def send():
             return _error(400, "empty", "Type a message to send.")
         if len(text) > MAX_TEXT:
             return _error(413, "too_large", _say("too_long", language))
-        limited = _over_limit(s, chat, _ip_hash(), now)
-        recent = _recent_texts(s, contact_id, now) if limited else ()
-    if limited:
-        # Triage before refusing: anything that escalates goes through, whatever the limits say.
-        verdict = ext.helpline.bot.triage(text, recent)
-        if not verdict.escalate:
-            logger.warning("web chat: message limit reached for %s", mask(address))
-            return _error(429, "rate_limited", _say("limited", language), **{"Retry-After": "60"})
-        logger.warning("web chat: %s over the limit but %s: let through", mask(address), verdict.severity)
-    outcome = ext.helpline.handle(Inbound(sender=address, body=text, channel="web",
-                                          message_id=f"WEB{uuid4().hex}"))
+        limits = _limits(s, chat, _ip_hash())
+    outcome = ext.helpline.handle(Inbound(sender=address, body=text, channel=Channel.WEB,
+                                          message_id=f"WEB{uuid4().hex}"), limits=limits)
+    if outcome.refused:
+        logger.warning("web chat: message limit reached for %s", mask(address))
+        return _error(429, "rate_limited", _say("limited", language), **{"Retry-After": "60"})
     with ext.db.session() as s:
         messages = _messages(s, contact_id, after)
         state = _conversation_state(s, contact_id)

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Inbound
+from bot.core.states import Channel, EscalationStatus, OutboxKind, UNSENT_STATUSES, channel_spec
 from bot.staff import actions
 from bot.staff.accounts import authenticate
 from bot.store.models import Contact, Escalation, Message, Outbox, Staff, aware, mask, utcnow
@@ -51,7 +52,6 @@ OUTCOME_LABELS = {
     "intake_booked": "Intake booked", "no_response": "No response", "not_a_crisis": "Not a crisis",
     "other": "Other",
 }
-CHANNEL_LABELS = {"web": "web chat"}
 
 
 def init_app(app: Flask) -> None:
@@ -161,7 +161,7 @@ def iso_filter(dt: datetime | None) -> str:
 @bp.app_template_filter("channel_label")
 def channel_label_filter(channel: str | None) -> str:
     """How staff read a channel name: 'web' is 'web chat'."""
-    return CHANNEL_LABELS.get(channel or "", channel or "")
+    return channel_spec(channel).label if channel else ""
 
 
 @bp.app_template_filter("utc")
@@ -216,16 +216,16 @@ def problems() -> list[Problem]:
 
 
 def _queue_context(s: Session) -> dict:
-    # Channel names as staff read them ("web chat"); 'test' and the SMS names are unchanged.
-    items = [replace(i, channel=CHANNEL_LABELS.get(i.channel, i.channel)) for i in actions.queue(s)]
+    items = actions.queue(s)
     queued = {}
     if items:
         # Pages written but not yet sent: "0 sent" alone would look like nobody is being woken.
         queued = dict(s.execute(select(Outbox.escalation_id, func.count(Outbox.id))
-                                .where(Outbox.kind == "page", Outbox.status.in_(("pending", "sending")),
+                                .where(Outbox.kind == OutboxKind.PAGE, Outbox.status.in_(UNSENT_STATUSES),
                                        Outbox.escalation_id.in_([i.id for i in items]))
                                 .group_by(Outbox.escalation_id)).all())
-    return {"items": items, "unclaimed": sum(1 for i in items if i.status == "open"), "queued_pages": queued}
+    unclaimed = sum(1 for i in items if i.status == EscalationStatus.OPEN)
+    return {"items": items, "unclaimed": unclaimed, "queued_pages": queued}
 
 
 def _get_escalation(s: Session, escalation_id: int) -> Escalation:
@@ -286,7 +286,7 @@ def login():
         password = request.form.get("password", "")
         ip = request.remote_addr or "?"
         with _ext().db.session() as s:
-            if actions.too_many_failed_logins(s, email, ip):
+            if actions.too_many_failed_logins(s, _ext().helpline.limiter, email, ip):
                 logger.warning("dashboard login refused: too many failed attempts")
                 flash("Too many failed attempts. Wait 15 minutes, or ask an admin.", "error")
                 return render_template("dashboard/login.html", email=email, next=nxt), 429
@@ -294,7 +294,7 @@ def login():
             if staff is not None:
                 actions.audit(s, staff, "login")
             else:
-                actions.audit(s, None, "login_failed", detail=f"{email}|{ip}")
+                actions.failed_login(s, _ext().helpline.limiter, email, ip)
         if staff is None:
             logger.info("dashboard login failed")
             flash("Wrong email or password.", "error")
@@ -336,9 +336,9 @@ def queue_poll():
     items = ctx["items"]
     data = {
         "ids": [i.id for i in items],
-        "open": [{"id": i.id, "severity": i.severity, "training": i.channel == "test",
+        "open": [{"id": i.id, "severity": i.severity, "training": i.training,
                   "url": url_for("dashboard.escalation", escalation_id=i.id)}
-                 for i in items if i.status == "open"],
+                 for i in items if i.status == EscalationStatus.OPEN],
         "unclaimed": ctx["unclaimed"],
         "problems_html": render_template("dashboard/_problems.html", problems=problems()),
     }
@@ -357,7 +357,7 @@ def _escalation_context(s: Session, esc: Escalation) -> dict:
         "esc": esc, "contact": contact, "messages": messages, "delivery": _delivery(s, messages),
         "claimed_by": names.get(esc.claimed_by_id), "resolved_by": names.get(esc.resolved_by_id),
         "rules": [r for r in (esc.rules or esc.rule).split(",") if r],
-        "mine": esc.status == "claimed" and esc.claimed_by_id == current_user.id,
+        "mine": esc.status == EscalationStatus.CLAIMED and esc.claimed_by_id == current_user.id,
         "last_id": messages[-1].id if messages else 0, "state": _state(esc),
     }
 
@@ -407,7 +407,7 @@ def claim(escalation_id: int):
         with ext.db.session() as s:
             esc = _get_escalation(s, escalation_id)
             owner = _staff_names(s, [esc.claimed_by_id]).get(esc.claimed_by_id)
-            if esc.status == "claimed":
+            if esc.status == EscalationStatus.CLAIMED:
                 who = "you" if esc.claimed_by_id == current_user.id else owner
                 flash(f"Already claimed by {who}.", "error")
             else:
@@ -429,8 +429,8 @@ def reply(escalation_id: int):
         contact = s.get(Contact, esc.contact_id)
         if contact.opted_out:
             flash("Reply saved to the transcript but NOT texted: this texter opted out. Call instead.", "error")
-        elif esc.channel not in ("sms", "whatsapp"):
-            flash(f"Reply saved to the transcript ({CHANNEL_LABELS.get(esc.channel, esc.channel)} conversation: "
+        elif not esc.spec.texts_back:
+            flash(f"Reply saved to the transcript ({esc.spec.label} conversation: "
                   "nothing is texted).", "info")
         else:
             flash("Reply queued for sending.", "success")
@@ -564,7 +564,7 @@ def test_texter():
         if not body.strip():
             flash("Type a message to send.", "error")
         else:
-            outcome = ext.helpline.handle(Inbound(sender=sender, body=body[:2000], channel="test",
+            outcome = ext.helpline.handle(Inbound(sender=sender, body=body[:2000], channel=Channel.TEST,
                                                   message_id=f"test-{uuid4().hex}"))
             with ext.db.session() as s:
                 actions.audit(s, current_user, "test_text", outcome.escalation_id, "training message sent")

@@ -1,0 +1,106 @@
+"""One database-backed counter for every limit in the app: replies, web chat, logins.
+
+A limit is "at most N events per window". Each event increments a row keyed by (limit, keyed
+hash of the subject, window number) with one atomic ``INSERT ... ON CONFLICT DO UPDATE ...
+RETURNING``, so concurrent requests in any number of processes or hosts cannot overshoot: the
+database serialises the increments and each caller sees its own count. The previous window
+still counts, weighted by how much of it overlaps the sliding window that ends now, so a burst
+straddling a window boundary is not let through twice.
+
+Subjects (a phone number, an email, a client address) are stored only as an HMAC keyed by the
+app's secret, and ``helpline purge`` deletes counters older than a day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.store.models import RateCounter, utcnow
+
+KEEP = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``max`` events per ``window`` for one subject; ``max <= 0`` means no limit."""
+
+    name: str
+    max: int
+    window: timedelta
+
+    def number(self, now: datetime) -> tuple[int, float]:
+        """The window ``now`` falls in, and how far into it (0..1)."""
+        seconds = self.window.total_seconds()
+        position = now.timestamp() / seconds
+        n = int(position)
+        return n, position - n
+
+
+class Limiter:
+    """Counts events per (limit, subject) in the database; subjects are HMAC'd with ``secret``."""
+
+    def __init__(self, secret: str | bytes):
+        self._secret = secret.encode("utf-8") if isinstance(secret, str) else secret
+
+    def key(self, subject: str) -> str:
+        """What is stored for a subject: a keyed hash, useless to look anyone up."""
+        return hmac.new(self._secret, subject.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def hit(self, s: Session, limit: Limit, subject: str, now: datetime | None = None) -> bool:
+        """Count one event; True when it is over the limit (the event is counted either way)."""
+        if limit.max <= 0:
+            return False
+        now = now or utcnow()
+        window, into = limit.number(now)
+        key = self.key(subject)
+        ends = datetime.fromtimestamp((window + 1) * limit.window.total_seconds(), tz=timezone.utc)
+        count = self._increment(s, limit.name, key, window, ends)
+        return self._weighted(s, limit, key, window, into, count) > limit.max
+
+    def over(self, s: Session, limit: Limit, subject: str, now: datetime | None = None) -> bool:
+        """Whether one more event would be over the limit, without counting anything."""
+        if limit.max <= 0:
+            return False
+        now = now or utcnow()
+        window, into = limit.number(now)
+        key = self.key(subject)
+        count = s.scalar(select(RateCounter.count).where(
+            RateCounter.limit == limit.name, RateCounter.key == key, RateCounter.window == window)) or 0
+        return self._weighted(s, limit, key, window, into, count + 1) > limit.max
+
+    def clear(self, s: Session, limit: Limit, subject: str) -> int:
+        """Forget every window of one subject (an admin unlocking a login, say)."""
+        return s.execute(delete(RateCounter).where(RateCounter.limit == limit.name,
+                                                   RateCounter.key == self.key(subject))).rowcount
+
+    @staticmethod
+    def _weighted(s: Session, limit: Limit, key: str, window: int, into: float, count: int) -> float:
+        previous = s.scalar(select(RateCounter.count).where(
+            RateCounter.limit == limit.name, RateCounter.key == key, RateCounter.window == window - 1)) or 0
+        return count + previous * (1.0 - into)
+
+    @staticmethod
+    def _increment(s: Session, name: str, key: str, window: int, ends: datetime) -> int:
+        dialect = s.get_bind().dialect.name
+        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+        if insert is None:
+            raise RuntimeError(f"rate limits need SQLite or PostgreSQL, not {dialect}")
+        stmt = insert(RateCounter).values(limit=name, key=key, window=window, count=1, ends_at=ends)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[RateCounter.limit, RateCounter.key, RateCounter.window],
+            set_={"count": RateCounter.count + 1},
+        ).returning(RateCounter.count)
+        return int(s.execute(stmt).scalar_one())
+
+
+def purge_counters(s: Session, now: datetime | None = None) -> int:
+    """Delete counters whose windows ended more than a day ago."""
+    cutoff = (now or utcnow()) - KEEP
+    return s.execute(delete(RateCounter).where(RateCounter.ends_at < cutoff)).rowcount
