@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from bot.phones import staff_phone
 from bot.store.models import Staff
-
-E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
 class AccountError(ValueError):
@@ -19,15 +16,16 @@ class AccountError(ValueError):
 
 def add_staff(s: Session, name: str, email: str, phone: str, password: str,
               admin: bool = False, on_call: bool = False) -> Staff:
-    """Create a staff member; the password is stored only as a hash."""
+    """Create a staff member; the password is stored only as a hash, the phone as ASCII E.164."""
     email = email.strip().lower()
-    if not E164.match(phone):
+    e164 = staff_phone(phone)
+    if e164 is None:
         raise AccountError("phone must be in E.164 form, e.g. +15551234567")
     if len(password) < 10:
         raise AccountError("password must be at least 10 characters")
     if s.scalar(select(Staff).where(Staff.email == email)):
         raise AccountError(f"{email} already exists")
-    staff = Staff(name=name.strip(), email=email, phone=phone, password_hash=generate_password_hash(password),
+    staff = Staff(name=name.strip(), email=email, phone=e164, password_hash=generate_password_hash(password),
                   is_admin=admin, on_call=on_call)
     s.add(staff)
     s.flush()
