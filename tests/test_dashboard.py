@@ -562,3 +562,41 @@ def test_repeated_failed_logins_are_refused_for_a_while(app, team):
     assert staffer.login().status_code == 429  # even the right password waits
     other = Staffer(app, "bob@clinic.test")
     assert other.login().status_code == 302  # another account from the same address still works
+
+
+def test_the_test_texter_stores_a_number_typed_in_other_digits_as_ascii_e164(db, ann):
+    ann.post("/dashboard/test-texter", {"number": "+١٥٥٥٠٠٠٩٨٧٦", "body": ROUTINE})
+    with db.session() as s:
+        assert s.scalar(select(Contact.address).where(Contact.channel == "test")) == "test:+15550009876"
+    assert "(test:+15550009876)" in ann.page("/dashboard/test-texter")
+
+
+def test_an_empty_test_text_is_refused_by_the_form(db, ann):
+    html = ann.post("/dashboard/test-texter", {"number": "+15550001234", "body": "   "}).get_data(as_text=True)
+    assert "Type a message to send." in flashes(html)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_a_login_without_a_password_is_refused_by_the_form_and_not_counted(app, db, team):
+    staffer = Staffer(app, "ann@clinic.test")
+    resp = staffer.client.post("/dashboard/login", data={"email": "ann@clinic.test", "password": "",
+                                                         "csrf_token": staffer.token()})
+    assert resp.status_code == 400 and "Enter your email and password." in resp.get_data(as_text=True)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "login_failed")) == 0
+
+
+def test_an_empty_reply_is_refused_by_the_form(db, sms, ann):
+    sms.send(CRISIS)
+    esc = escalation(db)
+    ann.post(f"/dashboard/escalations/{esc.id}/claim")
+    html = ann.post(f"/dashboard/escalations/{esc.id}/reply", {"body": "  "}).get_data(as_text=True)
+    assert "Reply not sent: a reply needs text." in flashes(html)
+    html = ann.post(f"/dashboard/escalations/{esc.id}/reply", {"body": "x" * 1601}).get_data(as_text=True)
+    assert "Reply not sent: a reply can be at most 1600 characters." in flashes(html)
+
+
+def test_a_malformed_audit_filter_is_said_and_ignored(sms, ann):
+    html = ann.page("/dashboard/audit?escalation=abc")
+    assert "Not a valid integer value." in flashes(html) and "audit-login" in html

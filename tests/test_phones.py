@@ -43,3 +43,13 @@ def test_a_staff_phone_not_typed_in_e164_is_refused(db):
     with db.session() as s, pytest.raises(AccountError, match="E.164"):
         add_staff(s, "Dana Ruiz", "dana@clinic.test", "(562) 555-0111", "correct horse battery")
 
+
+def test_the_chat_stores_a_callback_number_typed_in_arabic_indic_digits_in_ascii(client, db):
+    from bot.store.models import Escalation
+    token = client.post("/chat/api/start", json={}).get_json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    client.post("/chat/api/messages", json={"text": "I took 30 valium and I'm shaking"}, headers=auth)
+    resp = client.post("/chat/api/callback", json={"phone": "(٥٦٢) ٥٥٥-٠١٢٣"}, headers=auth)
+    assert resp.status_code == 200
+    with db.session() as s:
+        assert s.scalar(select(Escalation.callback_number)) == "+15625550123"

@@ -78,7 +78,7 @@ def test_purge_drops_old_chat_sessions_and_callback_numbers(app, db):
     token = client.post("/chat/api/start", json={}).get_json()["token"]
     auth = {"Authorization": f"Bearer {token}"}
     client.post("/chat/api/messages", json={"text": "I took 30 valium"}, headers=auth)
-    assert client.post("/chat/api/callback", json={"phone": "+15555550142"}, headers=auth).status_code < 300
+    assert client.post("/chat/api/callback", json={"phone": "+15625550142"}, headers=auth).status_code < 300
     with db.session() as s:
         for chat in s.scalars(select(ChatSession)):
             chat.created_at -= timedelta(days=100)

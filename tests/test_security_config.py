@@ -71,3 +71,21 @@ def test_a_plain_http_chat_origin_is_insecure():
     env = {**SAFE, "HELPLINE_CHAT_ORIGINS": "https://solacehills.example, http://clinic.example"}
     problems = Settings.from_env(env).insecure(env)
     assert any("http://clinic.example" in p for p in problems) and len(problems) == 1
+
+
+@pytest.mark.parametrize("path, policy", [
+    ("/healthz", "API_CSP"), ("/chat/widget.js", "API_CSP"), ("/chat/api/messages", "API_CSP"),
+    ("/dashboard/login", "PAGE_CSP"), ("/dashboard/", "PAGE_CSP"), ("/dashboard/static/dashboard.css", "PAGE_CSP"),
+    ("/chat/demo", "DEMO_CSP"),
+])
+def test_each_page_gets_its_own_csp_from_the_one_header_function(client, path, policy):
+    from bot.web import security
+    resp = client.get(path)
+    assert resp.headers["Content-Security-Policy"] == getattr(security, policy)
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert "Strict-Transport-Security" not in resp.headers  # plain-http development
+
+
+def test_a_page_csp_does_not_leak_into_the_next_response(client):
+    assert "connect-src" in client.get("/chat/demo").headers["Content-Security-Policy"]
+    assert client.get("/healthz").headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"

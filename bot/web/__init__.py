@@ -1,4 +1,4 @@
-"""Flask app factory: settings, storage, the helpline service and the blueprints."""
+"""Flask app factory: settings, storage, the helpline service, security headers and the blueprints."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from bot.service import Helpline
 from bot.store.db import Database
 from bot.store.limits import Limiter
 from bot.store.spool import Spool
+from bot.web.security import current_csp, set_security_headers
 
 logger = logging.getLogger(__name__)
 
@@ -131,17 +132,8 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
 
     @app.after_request
     def security_headers(resp):
-        """Every response: no sniffing, no framing, no referrer; HSTS behind HTTPS.
-
-        TwiML and JSON need no scripts at all; the dashboard sets its own, stricter-for-pages CSP.
-        """
-        resp.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        if hsts:
-            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return resp
+        """Every response: the request's CSP (the strictest unless a page chose its own), and friends."""
+        return set_security_headers(resp, current_csp(), hsts=hsts)
 
     app.register_blueprint(sms_bp)
     app.register_blueprint(health_bp)

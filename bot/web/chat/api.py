@@ -1,0 +1,209 @@
+"""The JSON API the widget calls: start a chat, send a message, poll, leave a call-back number."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+from uuid import uuid4
+
+from flask import abort, current_app, jsonify, request
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.core.engine import Inbound
+from bot.core.states import OPEN_STATUSES, Author, Channel, DecisionKind, Direction
+from bot.phones import callback_number
+from bot.staff.actions import audit
+from bot.store.limits import Limit
+from bot.store.models import ChatSession, Contact, Escalation, Message, aware, mask, utcnow
+from bot.web.chat import bp
+from bot.web.chat.sessions import current_session, error, ip_hash, token_hash, unauthorized
+from bot.web.chat.strings import language, say
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT = 1600  # characters in one message (Twilio's SMS maximum, so both channels read alike)
+POLL_MS = 2500
+# Messages per conversation, messages per address, new chats per address (bot.store.limits).
+CONVERSATION_LIMIT = Limit("chat_conversation", 12, timedelta(minutes=5))
+ADDRESS_LIMIT = Limit("chat_address", 60, timedelta(minutes=10))
+START_LIMIT = Limit("chat_start", 10, timedelta(hours=1))
+
+
+def _ext():
+    return current_app.extensions["helpline"]
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return aware(dt).isoformat() if dt is not None else None
+
+
+def _json_body() -> dict:
+    """The request's JSON object; only JSON is accepted (so a cross-site form post needs a preflight)."""
+    if not request.is_json:
+        abort(415)
+    data = request.get_json(silent=True)
+    if data is None and request.content_length:
+        abort(400)
+    if data is not None and not isinstance(data, dict):
+        abort(400)
+    return data or {}
+
+
+def _open_escalation(s: Session, contact_id: int) -> Escalation | None:
+    return s.scalar(select(Escalation).where(Escalation.contact_id == contact_id,
+                                             Escalation.status.in_(OPEN_STATUSES)))
+
+
+def _message_json(m: Message) -> dict:
+    if m.direction == Direction.IN:
+        kind = "visitor"
+    else:
+        kind = m.kind if m.kind in (Author.STAFF, Author.FOLLOWUP) else Author.BOT
+    return {"id": m.id, "kind": kind, "text": m.body or "", "created_at": _iso(m.created_at)}
+
+
+def _messages(s: Session, contact_id: int, after: int, inbound: bool = False, limit: int = 200) -> list[dict]:
+    """The conversation after a message id, oldest first; the visitor's own texts only on request."""
+    q = select(Message).where(Message.contact_id == contact_id, Message.id > after)
+    if not inbound:
+        q = q.where(Message.direction == Direction.OUT)
+    return [_message_json(m) for m in s.scalars(q.order_by(Message.id).limit(limit))]
+
+
+def _conversation_state(s: Session, contact_id: int) -> dict:
+    esc = _open_escalation(s, contact_id)
+    staff = s.scalar(select(func.count(Message.id)).where(
+        Message.contact_id == contact_id, Message.direction == Direction.OUT, Message.kind == Author.STAFF))
+    return {"escalated": esc is not None, "staff_joined": bool(staff)}
+
+
+def _after() -> int:
+    try:
+        return max(0, int(request.args.get("after") or (request.get_json(silent=True) or {}).get("after") or 0))
+    except (TypeError, ValueError, AttributeError):
+        return 0
+
+
+def _limits(s: Session, chat: ChatSession, ip: str) -> list[tuple[Limit, str]]:
+    """The flood limits a visitor message counts against (the helpline never refuses a crisis).
+
+    A conversation a human is handling has no per-conversation limit: someone talking to staff
+    may type in bursts. The per-address limit still applies to everything.
+    """
+    limits = [(ADDRESS_LIMIT, ip)]
+    if _open_escalation(s, chat.contact_id) is None:
+        limits.append((CONVERSATION_LIMIT, f"chat:{chat.contact_id}"))
+    return limits
+
+
+@bp.post("/api/start")
+def start():
+    """A new anonymous conversation: its bearer token (shown once) and the greeting."""
+    data = _json_body()
+    lang = language(data.get("lang"))
+    ext = _ext()
+    ip = ip_hash()
+    now = utcnow()
+    with ext.db.session() as s:
+        refused = ext.helpline.limiter.hit(s, START_LIMIT, ip, now)
+    if refused:
+        logger.warning("web chat: new-chat limit reached for one address")
+        return error(429, "rate_limited", say("start_limited", lang),
+                     **{"Retry-After": str(int(START_LIMIT.window.total_seconds()))})
+    with ext.db.session() as s:
+        while True:
+            public_id = f"{secrets.randbelow(10 ** 16):016d}"
+            if s.scalar(select(Contact.id).where(Contact.address == f"web:{public_id}")) is None:
+                break
+        contact = Contact(address=f"web:{public_id}", channel=Channel.WEB, language=lang, created_at=now,
+                          last_seen_at=now)
+        s.add(contact)
+        s.flush()
+        token = secrets.token_urlsafe(32)
+        expires = now + timedelta(hours=ext.settings.chat_token_hours)
+        s.add(ChatSession(token_hash=token_hash(token), contact_id=contact.id, created_at=now,
+                          expires_at=expires, ip_hash=ip))
+        masked = contact.masked
+    logger.info("web chat started: %s", masked)
+    greeting = {"id": 0, "kind": "bot", "text": say("greeting", lang), "created_at": _iso(now)}
+    return jsonify(token=token, conversation=public_id, expires_at=_iso(expires), poll_ms=POLL_MS,
+                   max_length=MAX_TEXT, messages=[greeting]), 201
+
+
+@bp.post("/api/messages")
+def send():
+    """One visitor message through the helpline; answers with the reply and anything new since ``after``."""
+    data = _json_body()
+    text = data.get("text")
+    after = _after()
+    ext = _ext()
+    now = utcnow()
+    with ext.db.session() as s:
+        chat = current_session(s)
+        if chat is None:
+            return unauthorized()
+        contact = s.get(Contact, chat.contact_id)
+        contact_id, address, lang = contact.id, contact.address, contact.language
+        if not isinstance(text, str) or not text.strip():
+            return error(400, "empty", "Type a message to send.")
+        if len(text) > MAX_TEXT:
+            return error(413, "too_large", say("too_long", lang))
+        limits = _limits(s, chat, ip_hash())
+    outcome = ext.helpline.handle(Inbound(sender=address, body=text, channel=Channel.WEB,
+                                          message_id=f"WEB{uuid4().hex}"), limits=limits)
+    if outcome.refused:
+        logger.warning("web chat: message limit reached for %s", mask(address))
+        return error(429, "rate_limited", say("limited", lang), **{"Retry-After": "60"})
+    with ext.db.session() as s:
+        messages = _messages(s, contact_id, after)
+        state = _conversation_state(s, contact_id)
+        lang = s.scalar(select(Contact.language).where(Contact.id == contact_id)) or lang
+    if outcome.reply and not outcome.stored:
+        # The database failed: the reply (the crisis reply, or "call us") still reaches the visitor.
+        messages.append({"id": None, "kind": "bot", "text": outcome.reply, "created_at": _iso(now)})
+    kind = outcome.decision.kind if outcome.decision else None
+    notice = None
+    if kind == DecisionKind.LIMITED:
+        notice = say("reply_limited", lang)
+    elif kind == DecisionKind.OPTOUT:
+        notice = say("optout", lang)
+    return jsonify(reply=outcome.reply, messages=messages, notice=notice, **state)
+
+
+@bp.get("/api/messages")
+def poll():
+    """What the staff, the bot or the follow-up wrote since ``after`` (``history=1`` adds the visitor's)."""
+    after = _after()
+    with _ext().db.session() as s:
+        chat = current_session(s)
+        if chat is None:
+            return unauthorized()
+        messages = _messages(s, chat.contact_id, after, inbound=request.args.get("history") == "1")
+        state = _conversation_state(s, chat.contact_id)
+    return jsonify(messages=messages, poll_ms=POLL_MS, **state)
+
+
+@bp.post("/api/callback")
+def callback():
+    """A number for staff to call, kept only on the conversation's open escalation (409 without one)."""
+    data = _json_body()
+    with _ext().db.session() as s:
+        chat = current_session(s)
+        if chat is None:
+            return unauthorized()
+        contact = s.get(Contact, chat.contact_id)
+        lang = contact.language
+        phone = callback_number(data.get("phone"))
+        if phone is None:
+            return error(400, "invalid_phone", say("bad_phone", lang))
+        esc = _open_escalation(s, contact.id)
+        if esc is None:
+            return error(409, "no_escalation", say("no_escalation", lang))
+        esc.callback_number = phone
+        esc.updated_at = utcnow()
+        audit(s, None, "callback_number", esc.id, "left by the web chat visitor")
+        esc_id = esc.id
+    logger.warning("escalation %d: web chat visitor left a call-back number %s", esc_id, mask(phone))
+    return jsonify(ok=True, message=say("callback_saved", lang, last4=phone[-4:]))

@@ -1,0 +1,57 @@
+"""Template filters and the globals every dashboard template may use."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.core.states import channel_spec
+from bot.store.models import aware, mask, utcnow
+from bot.web.dashboard import bp
+from bot.web.dashboard.problems import problems
+
+OUTCOME_LABELS = {
+    "reached_safe": "Reached, safe", "referred_911": "Referred to 911", "referred_988": "Referred to 988",
+    "intake_booked": "Intake booked", "no_response": "No response", "not_a_crisis": "Not a crisis",
+    "other": "Other",
+}
+
+
+@bp.app_template_filter("age")
+def age_filter(dt: datetime | None) -> str:
+    """'45 s', '12 min', '3 h 5 min', '2 d' since a UTC timestamp."""
+    if dt is None:
+        return ""
+    secs = max(0, int((utcnow() - aware(dt)).total_seconds()))
+    if secs < 60:
+        return f"{secs} s"
+    mins = secs // 60
+    if mins < 60:
+        return f"{mins} min"
+    hours, mins = divmod(mins, 60)
+    if hours < 24:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+@bp.app_template_filter("iso")
+def iso_filter(dt: datetime | None) -> str:
+    """ISO 8601 in UTC for <time datetime=...> (the script shows it in the browser's time zone)."""
+    return aware(dt).isoformat() if dt is not None else ""
+
+
+@bp.app_template_filter("channel_label")
+def channel_label_filter(channel: str | None) -> str:
+    """How staff read a channel name: 'web' is 'web chat'."""
+    return channel_spec(channel).label if channel else ""
+
+
+@bp.app_template_filter("utc")
+def utc_filter(dt: datetime | None) -> str:
+    """A readable UTC timestamp (the fallback when scripts are off)."""
+    return aware(dt).strftime("%Y-%m-%d %H:%M UTC") if dt is not None else ""
+
+
+@bp.app_context_processor
+def dashboard_globals():
+    """What every dashboard template may use."""
+    return {"outcome_labels": OUTCOME_LABELS, "mask": mask, "dashboard_problems": problems}
