@@ -255,7 +255,7 @@ class Helpline:
             return
         if (Tier(escalation.severity).pages and escalation.status == EscalationStatus.OPEN
                 and escalation.last_paged_at is None and escalation.page_round == 0):
-            n = enqueue_round(s, escalation, self.public_url, now=now)
+            n = enqueue_round(s, escalation, self.public_url, self.bot.content.clinic_short_name, now=now)
             logger.warning("escalation %d: %d page(s) queued", escalation.id, n)
 
     def _replay(self, s: Session, seen: Message) -> Outcome:

@@ -17,11 +17,17 @@ DOSING = re.compile(r"\b\d+(\.\d+)?\s?(mg|milligram|ml|mcg)\b|\btaper (by|over)\
                     r"|\bevery \d+ (days|weeks)\b|\bpor ciento\b|%", re.I)
 RESERVED = OPT_OUT | OPT_IN | HELP | TO_SPANISH | TO_ENGLISH
 CRISIS_MUST = {"en": ("911", "988", "automated"), "es": ("911", "988", "automátic", "AYUDA")}
+# Web chat texts (replies/chat.*.toml): a promise to call names the number; a line about danger names
+# both 911 and 988; no phone number but the clinic's (555-01xx numbers are fictional examples).
+CALL_PROMISE = re.compile(r"\bcall us\b|\bll[aá]manos\b|\bllamarnos\b", re.I)
+DANGER = re.compile(r"\b(danger|emergency|crisis|peligro|emergencia)\b|\b(911|988)\b", re.I)
+PHONE_LIKE = re.compile(r"\(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b")
+FICTIONAL = re.compile(r"555[ .-]01\d\d$")
 
 
 def check(content: Content) -> list[str]:
     """Every problem found, as readable lines; an empty list means the content is sound."""
-    problems: list[str] = []
+    problems: list[str] = check_chat(content)
     bot = Bot(content)
     phone = content.clinic_phone
 
@@ -84,4 +90,30 @@ def check(content: Content) -> list[str]:
             verdict = bot.triager.triage(ex)
             if verdict.escalate:
                 problems.append(f"idiom {idiom.id}: example {ex!r} still escalates via {verdict.rule}")
+    return problems
+
+
+def check_chat(content: Content) -> list[str]:
+    """Problems in the web chat's own texts (the API, the widget, the demo page), in every language."""
+    problems: list[str] = []
+    phone = content.clinic_phone
+    sections = {lang: {sec: set(texts) for sec, texts in chat.items()} for lang, chat in content.chat.items()}
+    if len({repr(sorted((k, sorted(v)) for k, v in secs.items())) for secs in sections.values()}) > 1:
+        problems.append("chat.*.toml: the languages define different keys")
+    for lang, chat in content.chat.items():
+        for section, texts in chat.items():
+            for key, text in texts.items():
+                where = f"chat.{lang}.{section}.{key}"
+                if CALL_PROMISE.search(text) and phone not in text:
+                    problems.append(f"{where}: promises a call but lacks the clinic number {phone}")
+                if DANGER.search(text):
+                    for needle in ("911", "988"):
+                        if needle not in text:
+                            problems.append(f"{where}: speaks of danger or emergencies but does not mention {needle}")
+                for number in PHONE_LIKE.finditer(text):
+                    if number.group() != phone and not FICTIONAL.search(number.group()):
+                        problems.append(f"{where}: names a phone number other than the clinic's "
+                                        f"({number.group()}); write {{phone}}")
+                if DOSING.search(text):
+                    problems.append(f"{where}: looks like dosing or taper instructions")
     return problems

@@ -17,6 +17,17 @@ MESSAGE_KEYS = (
     "media", "optin", "language_set", "trouble", "fallback", "followup", "reply_limited",
 )
 
+# The web chat's own words (replies/chat.<lang>.toml), by section: what the API writes, what the
+# widget shows, and the demo page's safety line. Every language defines every key.
+CHAT_KEYS = {
+    "api": ("greeting", "limited", "start_limited", "reply_limited", "optout", "too_long", "empty", "expired",
+            "bad_phone", "no_escalation", "callback_saved"),
+    "widget": ("open", "open_new", "title", "auto", "staff", "notice", "close", "log", "label", "placeholder",
+               "send", "you", "bot", "staff_who", "followup", "connecting", "typing", "offline", "alerted",
+               "callback_label", "callback_send", "restarted", "too_long"),
+    "demo": ("safety",),
+}
+
 
 class ContentError(ValueError):
     """The files under replies/ are malformed."""
@@ -71,10 +82,17 @@ class Content:
     never_fuzzy: tuple[str, ...]
     number_min: int
     language_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    clinic_short_name: str = ""
+    clinic_city: str = ""
+    chat: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # language -> section -> key -> text
 
     def message(self, key: str, language: str) -> str:
         """A fixed message in the given language, falling back to English."""
         return self.messages.get(language, {}).get(key) or self.messages["en"][key]
+
+    def chat_text(self, section: str, key: str, language: str | None) -> str:
+        """One of the web chat's texts in the given language, falling back to English."""
+        return self.chat.get(language or "en", {}).get(section, {}).get(key) or self.chat["en"][section][key]
 
 
 def _read(path: Path) -> dict:
@@ -112,6 +130,18 @@ def parse_rule(raw: dict, where: str, default_severity: str | None = None, order
     )
 
 
+def _load_chat(root: Path, lang: str, clinic: dict) -> dict[str, dict[str, str]]:
+    raw = _read(root / f"chat.{lang}.toml")
+    out = {}
+    for section, keys in CHAT_KEYS.items():
+        table = raw.get(section, {})
+        missing = [k for k in keys if k not in table]
+        if missing:
+            raise ContentError(f"chat.{lang}.toml [{section}] lacks {', '.join(missing)}")
+        out[section] = {k: _render(v, clinic) for k, v in table.items()}
+    return out
+
+
 def load(root: Path | str) -> Content:
     """Read and render the whole replies/ folder."""
     root = Path(root)
@@ -135,6 +165,7 @@ def load(root: Path | str) -> Content:
                                must_include=tuple(t.get("must_include", ()))))
         topics[lang] = tuple(items)
         keywords[lang] = {t.id: t.keywords for t in items}
+    chat = {lang: _load_chat(root, lang, clinic) for lang in LANGUAGES}
     lex = _read(root / "crisis" / "lexicon.toml")
     concepts = {name: tuple(terms) for name, terms in lex.get("concepts", {}).items()}
     rules_raw = _read(root / "crisis" / "rules.toml").get("rule", [])
@@ -149,6 +180,8 @@ def load(root: Path | str) -> Content:
         replace=dict(lex.get("replace", {})), never_fuzzy=tuple(lex.get("never_fuzzy", {}).get("words", ())),
         number_min=int(lex.get("numbers", {}).get("many_at_least", 5)),
         language_words={k: tuple(v) for k, v in lang_raw.items() if isinstance(v, list)},
+        clinic_short_name=clinic.get("short_name") or clinic["name"], clinic_city=clinic.get("city", ""),
+        chat=chat,
     )
 
 

@@ -104,7 +104,8 @@ class Dispatcher:
                         Escalation.status == EscalationStatus.OPEN).values(page_round=esc.page_round + 1)).rowcount
                     if won:
                         s.refresh(esc)
-                        n = paging.enqueue_round(s, esc, self.settings.public_url, widen=True, now=now)
+                        n = paging.enqueue_round(s, esc, self.settings.public_url, self.content.clinic_short_name,
+                                                 widen=True, now=now)
                         logger.warning("escalation %d unclaimed: re-page round %d to %d staff", esc.id, esc.page_round, n)
                 # The texter was told staff are alerted when the first page went out: count from then.
                 first_page = aware(esc.first_paged_at)
@@ -218,7 +219,8 @@ class Dispatcher:
         if row.kind == OutboxKind.PAGE:
             who = row.staff.name if row.staff else "staff"
             esc.page_problem = f"page to {who} failed ({row.error_code or 'error'})"
-            if esc.status == EscalationStatus.OPEN and not paging.enqueue_failover(s, esc, row, self.settings.public_url):
+            if esc.status == EscalationStatus.OPEN and not paging.enqueue_failover(
+                    s, esc, row, self.settings.public_url, self.content.clinic_short_name):
                 esc.page_problem += "; nobody else to page"
         elif row.error_code == "21610":
             contact = s.get(Contact, esc.contact_id)

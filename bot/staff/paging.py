@@ -20,14 +20,14 @@ logger = logging.getLogger(__name__)
 NO_STAFF = "NO STAFF ON CALL: nobody was paged"
 
 
-def page_text(escalation: Escalation, public_url: str | None, now: datetime | None = None) -> str:
-    """The page body: severity, masked number, age, link."""
+def page_text(escalation: Escalation, public_url: str | None, clinic: str, now: datetime | None = None) -> str:
+    """The page body: who it is from (the clinic's short name), severity, masked number, age, link."""
     now = now or utcnow()
     minutes = max(0, int((now - aware(escalation.created_at)).total_seconds() // 60))
     base = (public_url or "").rstrip("/")
     link = f"{base}/dashboard/escalations/{escalation.id}" if base else f"/dashboard/escalations/{escalation.id}"
     again = " (re-page)" if escalation.page_round > 0 else ""
-    return (f"Solace Hills helpline{again}: {escalation.severity.upper()} #{escalation.id}, "
+    return (f"{clinic} helpline{again}: {escalation.severity.upper()} #{escalation.id}, "
             f"texter {mask(escalation.contact.address)}, {minutes} min ago. Claim: {link}")
 
 
@@ -39,9 +39,12 @@ def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list
     return [st for st in s.scalars(q.order_by(Staff.id)) if st.id not in exclude]
 
 
-def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, widen: bool = False,
+def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, clinic: str, widen: bool = False,
                   now: datetime | None = None) -> int:
-    """Queue one page per recipient in the caller's transaction; returns how many."""
+    """Queue one page per recipient in the caller's transaction; returns how many.
+
+    ``clinic`` is the clinic's short name from replies/clinic.toml (``Content.clinic_short_name``).
+    """
     now = now or utcnow()
     people = recipients(s, widen)
     if not people and not widen:
@@ -51,7 +54,7 @@ def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, wi
         escalation.page_problem = "NO ACTIVE STAFF: nobody can be paged"
         logger.critical("escalation %d cannot be paged: no active staff", escalation.id)
         return 0
-    body = page_text(escalation, public_url, now)
+    body = page_text(escalation, public_url, clinic, now)
     for person in people:
         s.add(Outbox(kind=OutboxKind.PAGE, to_address=person.phone, body=body, escalation_id=escalation.id,
                      staff_id=person.id, page_round=escalation.page_round, next_attempt_at=now, created_at=now))
@@ -61,13 +64,13 @@ def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, wi
     return len(people)
 
 
-def enqueue_failover(s: Session, escalation: Escalation, failed: Outbox, public_url: str | None) -> bool:
+def enqueue_failover(s: Session, escalation: Escalation, failed: Outbox, public_url: str | None, clinic: str) -> bool:
     """After a permanent failure, page the next person not yet paged for this escalation."""
     paged = set(s.scalars(select(Outbox.staff_id).where(Outbox.escalation_id == escalation.id,
                                                         Outbox.kind == OutboxKind.PAGE)))
     for widen in (False, True):
         for person in recipients(s, widen, exclude={p for p in paged if p is not None}):
-            s.add(Outbox(kind=OutboxKind.PAGE, to_address=person.phone, body=page_text(escalation, public_url),
+            s.add(Outbox(kind=OutboxKind.PAGE, to_address=person.phone, body=page_text(escalation, public_url, clinic),
                          escalation_id=escalation.id, staff_id=person.id, page_round=escalation.page_round))
             return True
     return False

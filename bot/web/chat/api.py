@@ -19,7 +19,7 @@ from bot.store.limits import Limit
 from bot.store.models import ChatSession, Contact, Escalation, Message, aware, mask, utcnow
 from bot.web.chat import bp
 from bot.web.chat.sessions import current_session, error, ip_hash, token_hash, unauthorized
-from bot.web.chat.strings import language, say
+from bot.web.chat.strings import content, language, say, widget_strings
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,15 @@ def _limits(s: Session, chat: ChatSession, ip: str) -> list[tuple[Limit, str]]:
     return limits
 
 
+@bp.get("/api/strings")
+def strings():
+    """The widget's words in one language (``?lang=es``), from replies/: it asks before drawing anything."""
+    lang = language(request.args.get("lang")) or "en"
+    c = content()
+    return jsonify(lang=lang, clinic={"name": c.clinic_name, "phone": c.clinic_phone},
+                   max_length=MAX_TEXT, strings=widget_strings(lang))
+
+
 @bp.post("/api/start")
 def start():
     """A new anonymous conversation: its bearer token (shown once) and the greeting."""
@@ -147,7 +156,7 @@ def send():
         contact = s.get(Contact, chat.contact_id)
         contact_id, address, lang = contact.id, contact.address, contact.language
         if not isinstance(text, str) or not text.strip():
-            return error(400, "empty", "Type a message to send.")
+            return error(400, "empty", say("empty", lang))
         if len(text) > MAX_TEXT:
             return error(413, "too_large", say("too_long", lang))
         limits = _limits(s, chat, ip_hash())

@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.core.states import channel_spec
 from bot.store.models import aware, mask, utcnow
 from bot.web.dashboard import bp
+from bot.web.dashboard.common import ext
 from bot.web.dashboard.problems import problems
 
 OUTCOME_LABELS = {
@@ -54,4 +55,6 @@ def utc_filter(dt: datetime | None) -> str:
 @bp.app_context_processor
 def dashboard_globals():
     """What every dashboard template may use."""
-    return {"outcome_labels": OUTCOME_LABELS, "mask": mask, "dashboard_problems": problems}
+    content = ext().helpline.bot.content
+    return {"outcome_labels": OUTCOME_LABELS, "mask": mask, "dashboard_problems": problems,
+            "clinic_short_name": content.clinic_short_name}

@@ -1,7 +1,11 @@
-/* Solace Hills helpline web chat widget.
+/* The helpline's web chat widget.
  *
  * Embed: <script src="https://HELPLINE/chat/widget.js" data-clinic="solace-hills" async></script>
- * Optional: data-lang="es" (else the browser's language), data-name, data-phone.
+ * Optional: data-lang="es" (else the browser's language).
+ *
+ * Every word it shows comes from the server (replies/chat.<lang>.toml, via GET /chat/api/strings),
+ * so the clinic's name and number and the emergency lines live once, checked by check-content; the
+ * widget draws nothing until it has them.
  *
  * Vanilla JS, no dependencies. Everything lives in a Shadow DOM so the page's CSS cannot reach
  * the widget and the widget's CSS cannot reach the page; styles are a constructed stylesheet
@@ -18,63 +22,9 @@
 
   var BASE = new URL(script.src, location.href).href.replace(/\/chat\/widget\.js(?:[?#].*)?$/, "");
   var CLINIC = script.getAttribute("data-clinic") || "clinic";
-  var NAME = script.getAttribute("data-name") || "Solace Hills Detox";
-  var PHONE = script.getAttribute("data-phone") || "(562) 573-1504";
   var LANG = ((script.getAttribute("data-lang") || navigator.language || "en").slice(0, 2).toLowerCase() === "es")
     ? "es" : "en";
   var KEY = "solace-chat:" + CLINIC;
-
-  var STRINGS = {
-    en: {
-      open: "Open chat with " + NAME,
-      openNew: "Open chat with " + NAME + " (new message)",
-      title: "Chat with " + NAME,
-      auto: "Automated assistant. Staff join if you need them.",
-      staff: "A staff member has joined this chat.",
-      notice: "You are chatting with an automated assistant until a staff member joins. Your messages are " +
-        "confidential and read by clinic staff; please don't share more than you need to. In an emergency " +
-        "call 911; in a crisis call or text 988.",
-      close: "Close chat",
-      log: "Conversation",
-      label: "Your message",
-      placeholder: "Type a message…",
-      send: "Send",
-      you: "You", bot: "Assistant", staffWho: "Staff", followup: "Assistant",
-      connecting: "Connecting…",
-      typing: "The assistant is answering…",
-      offline: "We can't reach the chat right now. Call " + PHONE + ", or 911 / 988 in an emergency.",
-      alerted: "Staff have been alerted and will reply here. Keep this window open.",
-      cbLabel: "Prefer a phone call? Your number",
-      cbSend: "Call me",
-      restarted: "Your earlier chat ended, so a new one was started.",
-      tooLong: "That message is too long (at most 1,600 characters)."
-    },
-    es: {
-      open: "Abrir el chat con " + NAME,
-      openNew: "Abrir el chat con " + NAME + " (mensaje nuevo)",
-      title: "Chat con " + NAME,
-      auto: "Asistente automático. El personal se une si lo necesitas.",
-      staff: "Un miembro del personal se unió a este chat.",
-      notice: "Hablas con un asistente automático hasta que se una alguien del personal. Tus mensajes son " +
-        "confidenciales y los lee el personal de la clínica; no compartas más de lo necesario. En una " +
-        "emergencia llama al 911; en una crisis llama al 988 y marca 2.",
-      close: "Cerrar el chat",
-      log: "Conversación",
-      label: "Tu mensaje",
-      placeholder: "Escribe un mensaje…",
-      send: "Enviar",
-      you: "Tú", bot: "Asistente", staffWho: "Personal", followup: "Asistente",
-      connecting: "Conectando…",
-      typing: "El asistente está respondiendo…",
-      offline: "No podemos conectar con el chat. Llama al " + PHONE + ", o al 911 / 988 en una emergencia.",
-      alerted: "El personal fue alertado y responderá aquí. Mantén esta ventana abierta.",
-      cbLabel: "¿Prefieres una llamada? Tu número",
-      cbSend: "Llámenme",
-      restarted: "Tu chat anterior terminó; empezamos uno nuevo.",
-      tooLong: "Ese mensaje es demasiado largo (máximo 1.600 caracteres)."
-    }
-  };
-  var T = STRINGS[LANG];
 
   var CSS = [
     ":host{all:initial}",
@@ -168,334 +118,346 @@
     try { return JSON.parse(sessionStorage.getItem(KEY) || "null"); } catch (e) { return null; }
   }
 
-  // --- the DOM -------------------------------------------------------------------------
-  var host = el("div", { id: "solace-hills-chat" });
-  var root = host.attachShadow({ mode: "open" });
-  if (root.adoptedStyleSheets !== undefined && typeof CSSStyleSheet === "function" &&
-      "replaceSync" in CSSStyleSheet.prototype) {
-    var sheet = new CSSStyleSheet();
-    sheet.replaceSync(CSS);
-    root.adoptedStyleSheets = [sheet];
-  } else {
-    root.appendChild(el("style", null, CSS));
-  }
+  // --- the words, then the widget ---------------------------------------------------------
+  fetch(BASE + "/chat/api/strings?lang=" + LANG, {
+    headers: { "Accept": "application/json" }, mode: "cors", credentials: "omit"
+  }).then(function (resp) {
+    if (!resp.ok) throw new Error("chat strings: HTTP " + resp.status);
+    return resp.json();
+  }).then(function (data) {
+    build(data.strings);
+  }).catch(function () { /* the helpline is unreachable: no widget rather than one without words */ });
 
-  var wrap = el("div", { "class": "w", lang: LANG });
-  var bubble = el("button", { type: "button", "class": "bubble", "aria-label": T.open, "aria-expanded": "false",
-    "aria-controls": "panel", "aria-haspopup": "dialog" });
-  bubble.appendChild(icon());
-  var dot = el("span", { "class": "dot", hidden: "" });
-  bubble.appendChild(dot);
-
-  var panel = el("div", { id: "panel", "class": "panel", role: "dialog", "aria-modal": "false",
-    "aria-labelledby": "title", "aria-describedby": "status", hidden: "" });
-  var head = el("div", { "class": "head" });
-  var headText = el("div");
-  headText.appendChild(el("h2", { id: "title" }, T.title));
-  var status = el("p", { id: "status", "class": "status" }, T.auto);
-  headText.appendChild(status);
-  var closeBtn = el("button", { type: "button", "class": "x", "aria-label": T.close }, "×");
-  head.appendChild(headText);
-  head.appendChild(closeBtn);
-
-  var notice = el("p", { "class": "notice" }, T.notice);
-  var log = el("div", { "class": "log", role: "log", "aria-live": "polite", "aria-label": T.log, tabindex: "0" });
-
-  var cb = el("form", { "class": "cb", hidden: "", novalidate: "" });
-  cb.appendChild(el("label", { "for": "cb-phone" }, T.cbLabel));
-  var cbInput = el("input", { id: "cb-phone", type: "tel", autocomplete: "tel", inputmode: "tel", maxlength: "40" });
-  cb.appendChild(cbInput);
-  cb.appendChild(el("button", { type: "submit", "class": "btn" }, T.cbSend));
-
-  var form = el("form", { "class": "form" });
-  form.appendChild(el("label", { "for": "msg", "class": "sr" }, T.label));
-  var input = el("textarea", { id: "msg", rows: "1", maxlength: "1600", placeholder: T.placeholder,
-    autocomplete: "off", enterkeyhint: "send" });
-  form.appendChild(input);
-  form.appendChild(el("button", { type: "submit", "class": "btn" }, T.send));
-
-  panel.appendChild(head);
-  panel.appendChild(notice);
-  panel.appendChild(log);
-  panel.appendChild(cb);
-  panel.appendChild(form);
-  wrap.appendChild(panel);
-  wrap.appendChild(bubble);
-  root.appendChild(wrap);
-
-  // --- state ---------------------------------------------------------------------------
-  var session = stored();   // {token, expires_at}
-  var lastId = 0;
-  var seen = {};
-  var staffJoined = false;
-  var escalated = false;
-  var callbackDone = false;
-  var pollTimer = null;
-  var pollMs = 2500;
-  var failures = 0;
-  var starting = null;
-  var typing = null;
-  var offlineShown = false;
-
-  function isOpen() { return !panel.hidden; }
-
-  function scroll() { log.scrollTop = log.scrollHeight; }
-
-  function system(text, warn) {
-    log.appendChild(el("p", { "class": warn ? "sys sys-warn" : "sys" }, text));
-    scroll();
-  }
-
-  function showMessage(m) {
-    if (m.id !== null && m.id !== undefined) {
-      if (seen[m.id]) return;
-      seen[m.id] = true;
-      if (m.id > lastId) lastId = m.id;
+  function build(T) {
+    // --- the DOM -------------------------------------------------------------------------
+    var host = el("div", { id: "solace-hills-chat" });
+    var root = host.attachShadow({ mode: "open" });
+    if (root.adoptedStyleSheets !== undefined && typeof CSSStyleSheet === "function" &&
+        "replaceSync" in CSSStyleSheet.prototype) {
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      root.adoptedStyleSheets = [sheet];
+    } else {
+      root.appendChild(el("style", null, CSS));
     }
-    var kind = m.kind || "bot";
-    var who = { visitor: T.you, staff: T.staffWho, followup: T.followup }[kind] || T.bot;
-    if (kind === "staff") joined();
-    var div = el("div", { "class": "m m-" + kind });
-    div.appendChild(el("span", { "class": "who" }, who));
-    div.appendChild(el("p", null, m.text));
-    log.appendChild(div);
-    scroll();
-    if (!isOpen() && kind !== "visitor") {
-      dot.hidden = false;
-      bubble.setAttribute("aria-label", T.openNew);
+
+    var wrap = el("div", { "class": "w", lang: LANG });
+    var bubble = el("button", { type: "button", "class": "bubble", "aria-label": T.open, "aria-expanded": "false",
+      "aria-controls": "panel", "aria-haspopup": "dialog" });
+    bubble.appendChild(icon());
+    var dot = el("span", { "class": "dot", hidden: "" });
+    bubble.appendChild(dot);
+
+    var panel = el("div", { id: "panel", "class": "panel", role: "dialog", "aria-modal": "false",
+      "aria-labelledby": "title", "aria-describedby": "status", hidden: "" });
+    var head = el("div", { "class": "head" });
+    var headText = el("div");
+    headText.appendChild(el("h2", { id: "title" }, T.title));
+    var status = el("p", { id: "status", "class": "status" }, T.auto);
+    headText.appendChild(status);
+    var closeBtn = el("button", { type: "button", "class": "x", "aria-label": T.close }, "×");
+    head.appendChild(headText);
+    head.appendChild(closeBtn);
+
+    var notice = el("p", { "class": "notice" }, T.notice);
+    var log = el("div", { "class": "log", role: "log", "aria-live": "polite", "aria-label": T.log, tabindex: "0" });
+
+    var cb = el("form", { "class": "cb", hidden: "", novalidate: "" });
+    cb.appendChild(el("label", { "for": "cb-phone" }, T.callback_label));
+    var cbInput = el("input", { id: "cb-phone", type: "tel", autocomplete: "tel", inputmode: "tel", maxlength: "40" });
+    cb.appendChild(cbInput);
+    cb.appendChild(el("button", { type: "submit", "class": "btn" }, T.callback_send));
+
+    var form = el("form", { "class": "form" });
+    form.appendChild(el("label", { "for": "msg", "class": "sr" }, T.label));
+    var input = el("textarea", { id: "msg", rows: "1", maxlength: "1600", placeholder: T.placeholder,
+      autocomplete: "off", enterkeyhint: "send" });
+    form.appendChild(input);
+    form.appendChild(el("button", { type: "submit", "class": "btn" }, T.send));
+
+    panel.appendChild(head);
+    panel.appendChild(notice);
+    panel.appendChild(log);
+    panel.appendChild(cb);
+    panel.appendChild(form);
+    wrap.appendChild(panel);
+    wrap.appendChild(bubble);
+    root.appendChild(wrap);
+
+    // --- state ---------------------------------------------------------------------------
+    var session = stored();   // {token, expires_at}
+    var lastId = 0;
+    var seen = {};
+    var staffJoined = false;
+    var escalated = false;
+    var callbackDone = false;
+    var pollTimer = null;
+    var pollMs = 2500;
+    var failures = 0;
+    var starting = null;
+    var typing = null;
+    var offlineShown = false;
+
+    function isOpen() { return !panel.hidden; }
+
+    function scroll() { log.scrollTop = log.scrollHeight; }
+
+    function system(text, warn) {
+      log.appendChild(el("p", { "class": warn ? "sys sys-warn" : "sys" }, text));
+      scroll();
     }
-  }
 
-  function joined() {
-    if (staffJoined) return;
-    staffJoined = true;
-    status.textContent = T.staff;
-    status.className = "status joined";
-    system(T.staff);
-  }
+    function showMessage(m) {
+      if (m.id !== null && m.id !== undefined) {
+        if (seen[m.id]) return;
+        seen[m.id] = true;
+        if (m.id > lastId) lastId = m.id;
+      }
+      var kind = m.kind || "bot";
+      var who = { visitor: T.you, staff: T.staff_who, followup: T.followup }[kind] || T.bot;
+      if (kind === "staff") joined();
+      var div = el("div", { "class": "m m-" + kind });
+      div.appendChild(el("span", { "class": "who" }, who));
+      div.appendChild(el("p", null, m.text));
+      log.appendChild(div);
+      scroll();
+      if (!isOpen() && kind !== "visitor") {
+        dot.hidden = false;
+        bubble.setAttribute("aria-label", T.open_new);
+      }
+    }
 
-  function applyState(data) {
-    if (data.staff_joined) joined();
-    if (data.escalated && !escalated) {
-      escalated = true;
-      if (!staffJoined) system(T.alerted);
-      if (!callbackDone) cb.hidden = false;
-    } else if (data.escalated === false) {
+    function joined() {
+      if (staffJoined) return;
+      staffJoined = true;
+      status.textContent = T.staff;
+      status.className = "status joined";
+      system(T.staff);
+    }
+
+    function applyState(data) {
+      if (data.staff_joined) joined();
+      if (data.escalated && !escalated) {
+        escalated = true;
+        if (!staffJoined) system(T.alerted);
+        if (!callbackDone) cb.hidden = false;
+      } else if (data.escalated === false) {
+        escalated = false;
+        cb.hidden = true;
+      }
+      if (data.poll_ms) pollMs = Math.max(1000, data.poll_ms);
+    }
+
+    function setTyping(on) {
+      if (on && !typing) {
+        typing = el("p", { "class": "sys", "aria-hidden": "true" }, T.typing);
+        log.appendChild(typing);
+        scroll();
+      } else if (!on && typing) {
+        typing.remove();
+        typing = null;
+      }
+    }
+
+    // --- network -------------------------------------------------------------------------
+    function api(method, path, body) {
+      var headers = { "Accept": "application/json" };
+      if (body) headers["Content-Type"] = "application/json";
+      if (session && session.token) headers["Authorization"] = "Bearer " + session.token;
+      return fetch(BASE + path, {
+        method: method, headers: headers, body: body ? JSON.stringify(body) : undefined,
+        mode: "cors", credentials: "omit", cache: "no-store"
+      }).then(function (resp) {
+        return resp.json().catch(function () { return {}; }).then(function (data) {
+          return { status: resp.status, data: data || {} };
+        });
+      });
+    }
+
+    function online() {
+      failures = 0;
+      offlineShown = false;
+    }
+
+    function offline() {
+      failures += 1;
+      if (!offlineShown && failures >= 2) {
+        offlineShown = true;
+        system(T.offline, true);
+      }
+    }
+
+    function start() {
+      if (starting) return starting;
+      starting = api("POST", "/chat/api/start", { lang: LANG, clinic: CLINIC }).then(function (r) {
+        starting = null;
+        if (r.status !== 201 || !r.data.token) {
+          system(r.data.message || T.offline, true);
+          throw { shown: true };
+        }
+        online();
+        session = { token: r.data.token, expires_at: r.data.expires_at };
+        store(session);
+        lastId = 0;
+        seen = {};
+        applyState(r.data);
+        (r.data.messages || []).forEach(showMessage);
+        schedulePoll();
+        return session;
+      }, function (err) {
+        starting = null;
+        if (err && err.shown) throw err;
+        offline();
+        if (!offlineShown) system(T.offline, true);
+        throw { shown: true };
+      });
+      return starting;
+    }
+
+    function ended() {
+      session = null;
+      store(null);
+      stopPoll();
       escalated = false;
       cb.hidden = true;
     }
-    if (data.poll_ms) pollMs = Math.max(1000, data.poll_ms);
-  }
 
-  function setTyping(on) {
-    if (on && !typing) {
-      typing = el("p", { "class": "sys", "aria-hidden": "true" }, T.typing);
-      log.appendChild(typing);
-      scroll();
-    } else if (!on && typing) {
-      typing.remove();
-      typing = null;
+    function poll(history) {
+      if (!session) return Promise.resolve();
+      return api("GET", "/chat/api/messages?after=" + (history ? 0 : lastId) + (history ? "&history=1" : ""))
+        .then(function (r) {
+          if (r.status === 401) { ended(); return; }
+          if (r.status !== 200) { offline(); return; }
+          online();
+          (r.data.messages || []).forEach(function (m) {
+            // The visitor's own messages are drawn when sent; only a restored history shows them again.
+            if (history || m.kind !== "visitor") showMessage(m);
+          });
+          applyState(r.data);
+        }, offline);
     }
-  }
 
-  // --- network -------------------------------------------------------------------------
-  function api(method, path, body) {
-    var headers = { "Accept": "application/json" };
-    if (body) headers["Content-Type"] = "application/json";
-    if (session && session.token) headers["Authorization"] = "Bearer " + session.token;
-    return fetch(BASE + path, {
-      method: method, headers: headers, body: body ? JSON.stringify(body) : undefined,
-      mode: "cors", credentials: "omit", cache: "no-store"
-    }).then(function (resp) {
-      return resp.json().catch(function () { return {}; }).then(function (data) {
-        return { status: resp.status, data: data || {} };
-      });
-    });
-  }
-
-  function online() {
-    failures = 0;
-    offlineShown = false;
-  }
-
-  function offline() {
-    failures += 1;
-    if (!offlineShown && failures >= 2) {
-      offlineShown = true;
-      system(T.offline, true);
+    function schedulePoll() {
+      stopPoll();
+      if (!session) return;
+      // Live while the panel is open or staff are involved; a closed, quiet chat checks less often.
+      var wait = (isOpen() || escalated) ? pollMs : pollMs * (document.hidden ? 12 : 4);
+      if (failures) wait = Math.min(30000, wait * Math.pow(2, failures));
+      pollTimer = setTimeout(function () {
+        poll(false).then(schedulePoll, schedulePoll);
+      }, wait);
     }
-  }
 
-  function start() {
-    if (starting) return starting;
-    starting = api("POST", "/chat/api/start", { lang: LANG, clinic: CLINIC }).then(function (r) {
-      starting = null;
-      if (r.status !== 201 || !r.data.token) {
-        system(r.data.message || T.offline, true);
-        throw { shown: true };
-      }
-      online();
-      session = { token: r.data.token, expires_at: r.data.expires_at };
-      store(session);
-      lastId = 0;
-      seen = {};
-      applyState(r.data);
-      (r.data.messages || []).forEach(showMessage);
-      schedulePoll();
-      return session;
-    }, function (err) {
-      starting = null;
-      if (err && err.shown) throw err;
-      offline();
-      if (!offlineShown) system(T.offline, true);
-      throw { shown: true };
-    });
-    return starting;
-  }
+    function stopPoll() {
+      if (pollTimer) clearTimeout(pollTimer);
+      pollTimer = null;
+    }
 
-  function ended() {
-    session = null;
-    store(null);
-    stopPoll();
-    escalated = false;
-    cb.hidden = true;
-  }
-
-  function poll(history) {
-    if (!session) return Promise.resolve();
-    return api("GET", "/chat/api/messages?after=" + (history ? 0 : lastId) + (history ? "&history=1" : ""))
-      .then(function (r) {
-        if (r.status === 401) { ended(); return; }
-        if (r.status !== 200) { offline(); return; }
+    function send(text, retried) {
+      var ready = session ? Promise.resolve(session) : start();
+      return ready.then(function () {
+        setTyping(true);
+        return api("POST", "/chat/api/messages", { text: text, after: lastId });
+      }).then(function (r) {
+        setTyping(false);
+        if (r.status === 401 && !retried) {
+          // The token expired: a new conversation, and the message goes again (never silently lost).
+          ended();
+          system(T.restarted);
+          return send(text, true);
+        }
+        if (r.status !== 200) {
+          system(r.data.message || (r.status === 413 ? T.too_long : T.offline), true);
+          return;
+        }
         online();
-        (r.data.messages || []).forEach(function (m) {
-          // The visitor's own messages are drawn when sent; only a restored history shows them again.
-          if (history || m.kind !== "visitor") showMessage(m);
-        });
+        (r.data.messages || []).forEach(showMessage);
+        if (r.data.notice) system(r.data.notice, true);
         applyState(r.data);
-      }, offline);
-  }
-
-  function schedulePoll() {
-    stopPoll();
-    if (!session) return;
-    // Live while the panel is open or staff are involved; a closed, quiet chat checks less often.
-    var wait = (isOpen() || escalated) ? pollMs : pollMs * (document.hidden ? 12 : 4);
-    if (failures) wait = Math.min(30000, wait * Math.pow(2, failures));
-    pollTimer = setTimeout(function () {
-      poll(false).then(schedulePoll, schedulePoll);
-    }, wait);
-  }
-
-  function stopPoll() {
-    if (pollTimer) clearTimeout(pollTimer);
-    pollTimer = null;
-  }
-
-  function send(text, retried) {
-    var ready = session ? Promise.resolve(session) : start();
-    return ready.then(function () {
-      setTyping(true);
-      return api("POST", "/chat/api/messages", { text: text, after: lastId });
-    }).then(function (r) {
-      setTyping(false);
-      if (r.status === 401 && !retried) {
-        // The token expired: a new conversation, and the message goes again (never silently lost).
-        ended();
-        system(T.restarted);
-        return send(text, true);
-      }
-      if (r.status !== 200) {
-        system(r.data.message || (r.status === 413 ? T.tooLong : T.offline), true);
-        return;
-      }
-      online();
-      (r.data.messages || []).forEach(showMessage);
-      if (r.data.notice) system(r.data.notice, true);
-      applyState(r.data);
-    }, function (err) {
-      setTyping(false);
-      if (!(err && err.shown)) system(T.offline, true);
-    });
-  }
-
-  // --- behaviour ---------------------------------------------------------------------------
-  function open() {
-    panel.hidden = false;
-    if (session) { stopPoll(); poll(false).then(schedulePoll, schedulePoll); }
-    wrap.className = "w open";
-    bubble.setAttribute("aria-expanded", "true");
-    bubble.setAttribute("aria-label", T.open);
-    dot.hidden = true;
-    input.focus();
-    if (!session) start().catch(function () {});
-    scroll();
-  }
-
-  function close() {
-    panel.hidden = true;
-    wrap.className = "w";
-    bubble.setAttribute("aria-expanded", "false");
-    bubble.focus();
-  }
-
-  bubble.addEventListener("click", function () {
-    if (isOpen()) close(); else open();
-  });
-  closeBtn.addEventListener("click", close);
-  panel.addEventListener("keydown", function (e) {
-    if (e.key === "Escape" || e.key === "Esc") {
-      e.preventDefault();
-      e.stopPropagation();
-      close();
+      }, function (err) {
+        setTyping(false);
+        if (!(err && err.shown)) system(T.offline, true);
+      });
     }
-  });
-  input.addEventListener("keydown", function (e) {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+
+    // --- behaviour ---------------------------------------------------------------------------
+    function open() {
+      panel.hidden = false;
+      if (session) { stopPoll(); poll(false).then(schedulePoll, schedulePoll); }
+      wrap.className = "w open";
+      bubble.setAttribute("aria-expanded", "true");
+      bubble.setAttribute("aria-label", T.open);
+      dot.hidden = true;
+      input.focus();
+      if (!session) start().catch(function () {});
+      scroll();
+    }
+
+    function close() {
+      panel.hidden = true;
+      wrap.className = "w";
+      bubble.setAttribute("aria-expanded", "false");
+      bubble.focus();
+    }
+
+    bubble.addEventListener("click", function () {
+      if (isOpen()) close(); else open();
+    });
+    closeBtn.addEventListener("click", close);
+    panel.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" || e.key === "Esc") {
+        e.preventDefault();
+        e.stopPropagation();
+        close();
+      }
+    });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        submit();
+      }
+    });
+    form.addEventListener("submit", function (e) {
       e.preventDefault();
       submit();
-    }
-  });
-  form.addEventListener("submit", function (e) {
-    e.preventDefault();
-    submit();
-  });
+    });
 
-  function submit() {
-    var text = input.value.trim();
-    if (!text) return;
-    if (text.length > 1600) {
-      system(T.tooLong, true);
-      return;
-    }
-    input.value = "";
-    showMessage({ id: null, kind: "visitor", text: text });
-    send(text);
-    input.focus();
-  }
-
-  cb.addEventListener("submit", function (e) {
-    e.preventDefault();
-    var phone = cbInput.value.trim();
-    if (!phone || !session) return;
-    api("POST", "/chat/api/callback", { phone: phone }).then(function (r) {
-      system(r.data.message || T.offline, r.status !== 200);
-      if (r.status === 200 || r.status === 409) {
-        callbackDone = r.status === 200;
-        cb.hidden = true;
-        cbInput.value = "";
-        input.focus();
+    function submit() {
+      var text = input.value.trim();
+      if (!text) return;
+      if (text.length > 1600) {
+        system(T.too_long, true);
+        return;
       }
-    }, function () { system(T.offline, true); });
-  });
-
-  function mount() {
-    document.body.appendChild(host);
-    if (session && session.token) {
-      poll(true).then(schedulePoll, schedulePoll);
+      input.value = "";
+      showMessage({ id: null, kind: "visitor", text: text });
+      send(text);
+      input.focus();
     }
-  }
 
-  if (document.body) mount();
-  else document.addEventListener("DOMContentLoaded", mount);
+    cb.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var phone = cbInput.value.trim();
+      if (!phone || !session) return;
+      api("POST", "/chat/api/callback", { phone: phone }).then(function (r) {
+        system(r.data.message || T.offline, r.status !== 200);
+        if (r.status === 200 || r.status === 409) {
+          callbackDone = r.status === 200;
+          cb.hidden = true;
+          cbInput.value = "";
+          input.focus();
+        }
+      }, function () { system(T.offline, true); });
+    });
+
+    function mount() {
+      document.body.appendChild(host);
+      if (session && session.token) {
+        poll(true).then(schedulePoll, schedulePoll);
+      }
+    }
+
+    if (document.body) mount();
+    else document.addEventListener("DOMContentLoaded", mount);
+  }
 })();
