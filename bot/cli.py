@@ -1,4 +1,10 @@
-"""The ``helpline`` command: serve, simulate, triage, check-content, db upgrade."""
+"""The ``helpline`` command, one console script for running and operating the helpline.
+
+Running: serve (development server), worker (the dispatcher), simulate (a terminal chat).
+Checking: check (configuration), check-content (replies/), triage (stdin to JSON verdicts).
+Operating: db upgrade, staff (add, list, on-call, remove), escalations, purge.
+README.md documents each (``tests/test_docs.py`` fails when one is missing there or here).
+"""
 
 from __future__ import annotations
 

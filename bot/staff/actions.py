@@ -182,6 +182,22 @@ def release(db: Database, escalation_id: int, staff: Staff) -> None:
         audit(s, staff, "release", esc.id)
 
 
+def leave_callback_number(db: Database, contact_id: int, phone: str) -> int | None:
+    """A web visitor's call-back number, kept only on their open escalation; its id, or None without one.
+
+    Audited without the number (staff read it on the escalation page).
+    """
+    with db.session() as s:
+        esc = s.scalar(select(Escalation).where(Escalation.contact_id == contact_id,
+                                                Escalation.status.in_(OPEN_STATUSES)))
+        if esc is None:
+            return None
+        esc.callback_number = phone
+        esc.updated_at = utcnow()
+        audit(s, None, "callback_number", esc.id, "left by the web chat visitor")
+        return esc.id
+
+
 def record_view(db: Database, escalation_id: int, staff: Staff) -> None:
     """Audit that a staff member opened an escalation."""
     with db.session() as s:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from bot.core.engine import Inbound
 from bot.core.states import OPEN_STATUSES, Author, Channel, DecisionKind, Direction
 from bot.phones import callback_number
-from bot.staff.actions import audit
+from bot.staff import actions
 from bot.store.limits import Limit
 from bot.store.models import ChatSession, Contact, Escalation, Message, aware, mask, utcnow
 from bot.web.chat import bp
@@ -198,21 +198,18 @@ def poll():
 def callback():
     """A number for staff to call, kept only on the conversation's open escalation (409 without one)."""
     data = _json_body()
-    with _ext().db.session() as s:
+    db = _ext().db
+    with db.session() as s:
         chat = current_session(s)
         if chat is None:
             return unauthorized()
-        contact = s.get(Contact, chat.contact_id)
-        lang = contact.language
-        phone = callback_number(data.get("phone"))
-        if phone is None:
-            return error(400, "invalid_phone", say("bad_phone", lang))
-        esc = _open_escalation(s, contact.id)
-        if esc is None:
-            return error(409, "no_escalation", say("no_escalation", lang))
-        esc.callback_number = phone
-        esc.updated_at = utcnow()
-        audit(s, None, "callback_number", esc.id, "left by the web chat visitor")
-        esc_id = esc.id
+        contact_id = chat.contact_id
+        lang = s.scalar(select(Contact.language).where(Contact.id == contact_id))
+    phone = callback_number(data.get("phone"))
+    if phone is None:
+        return error(400, "invalid_phone", say("bad_phone", lang))
+    esc_id = actions.leave_callback_number(db, contact_id, phone)
+    if esc_id is None:
+        return error(409, "no_escalation", say("no_escalation", lang))
     logger.warning("escalation %d: web chat visitor left a call-back number %s", esc_id, mask(phone))
     return jsonify(ok=True, message=say("callback_saved", lang, last4=phone[-4:]))
