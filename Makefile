@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-browser check-content bench clean lock
+.PHONY: run test test-browser screenshots check-content bench clean lock
 
 # constraints.txt pins every dependency (direct and transitive) to the versions the tests ran on;
 # refresh it with `make lock` after changing pyproject.toml.
@@ -32,6 +32,10 @@ test: $(STAMP)
 test-browser: $(STAMP)
 	HELPLINE_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests/browser
 
+# The browser tests again, writing their screenshots into docs/ (the README's pictures) instead of build/.
+screenshots: $(STAMP)
+	HELPLINE_REQUIRE_BROWSER=1 HELPLINE_SCREENSHOTS=docs $(BIN)/pytest -q tests/browser
+
 check-content: $(STAMP)
 	$(BIN)/helpline check-content
 
@@ -41,4 +45,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache build

@@ -86,7 +86,25 @@ REQUIRE_POSTGRES = os.environ.get("HELPLINE_REQUIRE_POSTGRES") == "1"
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "storage: about storage itself (transactions, locks, SQL); also runs on PostgreSQL")
+    config.addinivalue_line("markers", "real_password_hashing: hash passwords with production's scrypt")
     config.addinivalue_line("markers", "sqlite_only: relies on SQLite itself (triggers, files); not run on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests about storage run on SQLite and PostgreSQL; every other test once, on SQLite."""
+    if "database_url" in metafunc.fixturenames:
+        legs = ["sqlite", "postgresql"] if metafunc.definition.get_closest_marker("storage") else ["sqlite"]
+        metafunc.parametrize("database_url", legs, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(request, monkeypatch):
+    """Tests hash passwords with one round of PBKDF2 instead of scrypt (the dashboard tests spent most of
+    their time hashing); a test marked ``real_password_hashing`` keeps production's method."""
+    if request.node.get_closest_marker("real_password_hashing") is None:
+        from bot.staff import accounts
+        monkeypatch.setattr(accounts, "PASSWORD_METHOD", "pbkdf2:sha256:1")
 
 
 @pytest.fixture(scope="session")
@@ -107,9 +125,9 @@ def postgres_admin():
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture
 def database_url(request, tmp_path: Path) -> str | None:
-    """Every storage test runs twice: on a SQLite file, and in a fresh PostgreSQL schema."""
+    """A SQLite file, or (for tests marked ``storage``, a second time) a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         return None  # the instance folder's SQLite file
     if request.node.get_closest_marker("sqlite_only"):

@@ -79,6 +79,7 @@ def web_escalation(db) -> Escalation:
 
 # --- starting a chat -------------------------------------------------------------------------------------
 
+@pytest.mark.storage
 def test_start_gives_an_unguessable_token_stored_only_as_its_hash(client, db):
     resp = client.post("/chat/api/start", json={})
     assert resp.status_code == 201 and "Set-Cookie" not in resp.headers
@@ -189,6 +190,7 @@ def test_an_oversized_request_body_is_refused_before_it_is_read(visitor, client)
     assert resp.status_code == 413
 
 
+@pytest.mark.storage
 def test_too_many_messages_in_one_conversation_get_429_but_a_crisis_still_gets_through(visitor, db, on_call):
     limit = chat.CONVERSATION_LIMIT.max
     for i in range(limit):
@@ -203,6 +205,7 @@ def test_too_many_messages_in_one_conversation_get_429_but_a_crisis_still_gets_t
     assert web_escalation(db).severity == "emergency"
 
 
+@pytest.mark.storage
 def test_a_crisis_split_across_texts_is_not_refused_by_the_limit(visitor, db):
     limit = chat.CONVERSATION_LIMIT.max
     for i in range(limit - 1):
@@ -212,6 +215,7 @@ def test_a_crisis_split_across_texts_is_not_refused_by_the_limit(visitor, db):
     assert resp.status_code == 200 and "911" in resp.get_json()["reply"]
 
 
+@pytest.mark.storage
 def test_too_many_messages_from_one_address_get_429_but_a_crisis_still_gets_through(client, db):
     limit = chat.ADDRESS_LIMIT.max
     per_chat = chat.CONVERSATION_LIMIT.max
@@ -225,6 +229,7 @@ def test_too_many_messages_from_one_address_get_429_but_a_crisis_still_gets_thro
     assert crisis.status_code == 200 and "911" in crisis.get_json()["reply"]
 
 
+@pytest.mark.storage
 def test_too_many_new_chats_from_one_address_get_429(client):
     limit = chat.START_LIMIT.max
     for _ in range(limit):
@@ -237,6 +242,7 @@ def test_too_many_new_chats_from_one_address_get_429(client):
 
 # --- tokens ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.storage
 def test_an_expired_token_is_refused_with_401(visitor, db):
     with db.session() as s:
         s.execute(update(ChatSession).values(expires_at=utcnow() - timedelta(minutes=1)))
@@ -277,6 +283,7 @@ def test_a_callback_number_without_an_escalation_is_refused_with_409(visitor, db
         assert s.scalar(select(func.count(Escalation.id))) == 0
 
 
+@pytest.mark.storage
 def test_a_callback_number_is_validated_and_stored_only_on_the_open_escalation(visitor, db, app):
     visitor.say(CRISIS)
     bad = visitor.callback("555")

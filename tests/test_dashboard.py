@@ -249,6 +249,7 @@ def test_the_queue_shows_a_crisis_with_severity_rule_and_masked_number(db, sms, 
     assert "Claim" in html and "SMS" in html
 
 
+@pytest.mark.storage
 def test_the_queue_puts_the_most_severe_and_oldest_first(db, sms, ann):
     sms.send("help", sender="+15555550111")          # review
     sms.send(CRISIS, sender="+15555550122")          # emergency, newer
@@ -309,6 +310,7 @@ def test_no_banner_when_staff_are_on_call_and_twilio_is_configured(app, ann):
 
 # --- escalation page: claim, reply, resolve, hand back ------------------------------------------
 
+@pytest.mark.storage
 def test_claim_by_ann_wins_and_bob_is_told_it_is_already_claimed(db, sms, ann, bob):
     sms.send(CRISIS)
     esc = escalation(db)
@@ -322,6 +324,7 @@ def test_claim_by_ann_wins_and_bob_is_told_it_is_already_claimed(db, sms, ann, b
         assert s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "claim")) == 1
 
 
+@pytest.mark.storage
 def test_simultaneous_claims_from_two_browsers_have_exactly_one_winner(db, sms, ann, bob):
     sms.send(CRISIS)
     esc = escalation(db)
@@ -353,6 +356,7 @@ def test_claiming_a_missing_escalation_is_a_404(ann):
     assert ann.post("/dashboard/escalations/999/claim", follow=False).status_code == 404
 
 
+@pytest.mark.storage
 def test_a_reply_is_stored_in_the_transcript_and_queued_as_an_sms(db, sms, ann):
     sms.send(CRISIS)
     esc = escalation(db)
@@ -457,6 +461,7 @@ def test_the_transcript_poll_returns_only_new_texts(db, sms, ann):
 
 # --- audit, search, outbox, test texter ---------------------------------------------------------
 
+@pytest.mark.storage
 def test_the_audit_log_lists_view_claim_reply_and_resolve(db, sms, ann):
     sms.send(CRISIS)
     esc = escalation(db)
@@ -472,6 +477,7 @@ def test_the_audit_log_lists_view_claim_reply_and_resolve(db, sms, ann):
     assert "audit-login" not in only and 'audit-claim' in only
 
 
+@pytest.mark.storage
 def test_search_by_the_last_four_digits_finds_the_conversation(db, sms, ann):
     sms.send(ROUTINE)
     sms.send(ROUTINE, sender="+15555550777")
@@ -482,6 +488,7 @@ def test_search_by_the_last_four_digits_finds_the_conversation(db, sms, ann):
     assert "0 conversations" in ann.page("/dashboard/search?last4=9999")
 
 
+@pytest.mark.storage
 def test_search_by_date_finds_todays_conversations(sms, ann):
     from bot.store.models import utcnow
     sms.send(ROUTINE)
@@ -540,6 +547,7 @@ def test_the_local_outbox_shows_what_would_have_been_texted(settings):
         ext.db.engine.dispose()
 
 
+@pytest.mark.storage
 def test_releasing_a_claim_returns_it_to_the_queue_and_lets_others_claim(db, sms, ann, bob):
     sms.send(CRISIS)
     esc = escalation(db)
@@ -555,6 +563,7 @@ def test_releasing_a_claim_returns_it_to_the_queue_and_lets_others_claim(db, sms
         assert "release" in {a.action for a in s.scalars(select(AuditLog))}
 
 
+@pytest.mark.storage
 def test_repeated_failed_logins_are_refused_for_a_while(app, team):
     staffer = Staffer(app, "ann@clinic.test")
     for _ in range(5):

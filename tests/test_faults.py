@@ -5,6 +5,7 @@ import json
 from uuid import uuid4
 from datetime import timedelta
 
+import pytest
 import responses
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from sqlalchemy import select
@@ -13,6 +14,8 @@ from bot.staff.accounts import add_staff
 from bot.staff.dispatcher import Dispatcher
 from bot.store.models import Heartbeat, Outbox, utcnow
 from conftest import ACCOUNT_SID
+
+pytestmark = pytest.mark.storage  # database faults
 
 MESSAGES_URL = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 

@@ -2,11 +2,14 @@
 
 import dataclasses
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.store.models import Message
 from bot.web import create_app
 from conftest import SMS
+
+pytestmark = pytest.mark.storage  # the database-backed counter
 
 
 def limited_app(settings, limit):

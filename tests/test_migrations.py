@@ -12,6 +12,8 @@ from bot.store.models import Base
 from bot.web import UnmigratedDatabase, create_app
 from conftest import SMS
 
+pytestmark = pytest.mark.storage  # Alembic migrations
+
 
 @pytest.fixture
 def empty_db(settings):

@@ -30,6 +30,8 @@ from bot.store.models import AuditLog, Contact, Escalation, Message, Outbox, Sta
 from bot.web import create_app
 from conftest import ACCOUNT_SID, CLINIC_NUMBER, SMS, TEXTER, make_healthy
 
+pytestmark = pytest.mark.storage  # paging queues, leases and compare-and-set claims live in the database
+
 MESSAGES_URL = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 CLINIC_PHONE = "(562) 573-1504"  # how the clinic number is written in texts
 EMERGENCY = "I took 30 valium"

@@ -5,6 +5,7 @@ import logging
 from urllib.parse import parse_qsl
 from uuid import uuid4
 
+import pytest
 import responses
 from sqlalchemy import select
 
@@ -13,6 +14,8 @@ from bot.staff.dispatcher import Dispatcher
 from bot.store.models import Escalation, Outbox
 from bot.store.retention import purge
 from conftest import ACCOUNT_SID, SMS
+
+pytestmark = pytest.mark.storage  # database errors must hide SQL parameters on both engines
 
 MESSAGES_URL = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 TEXTERS = ["+15555550100", "+15555550123", "whatsapp:+15555550188"]

@@ -11,6 +11,8 @@ from bot.staff.accounts import add_staff
 from bot.store.models import AuditLog, Contact, Escalation, Message
 from bot.store.retention import PURGED, parse_age, purge
 
+pytestmark = pytest.mark.storage  # purge is SQL over every table
+
 
 def age_everything(db, days):
     """Move every stored timestamp into the past (what the passing of time would do)."""

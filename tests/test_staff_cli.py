@@ -62,6 +62,7 @@ def escalations_json(runner, *args) -> list[dict]:
     return json.loads(result.stdout)
 
 
+@pytest.mark.real_password_hashing  # production's method, as README promises
 def test_staff_add_stores_only_a_password_hash_and_never_prints_the_password(runner, database, instance):
     result = add(runner, "Dana@Clinic.test", DANA, PASSWORD, "Dana Diaz", "--on-call")
 
@@ -72,7 +73,7 @@ def test_staff_add_stores_only_a_password_hash_and_never_prints_the_password(run
     assert (dana.name, dana.email, dana.phone, dana.on_call, dana.active) == (
         "Dana Diaz", "dana@clinic.test", DANA, True, True)
     assert dana.password_hash != PASSWORD and PASSWORD not in dana.password_hash
-    assert check_password_hash(dana.password_hash, PASSWORD)
+    assert check_password_hash(dana.password_hash, PASSWORD) and dana.password_hash.startswith("scrypt:")
     database.engine.dispose()
     for path in instance.glob("helpline.sqlite3*"):
         assert PASSWORD.encode() not in path.read_bytes()

@@ -185,6 +185,7 @@ def test_healthz_is_ok_normally(app, client):
 
 # --- Twilio retries -------------------------------------------------------------------------
 
+@pytest.mark.storage
 def test_a_retried_message_sid_is_answered_the_same_and_stored_once(sms, db):
     first = sms.send(OVERDOSE, sid="SMretry")
     second = sms.send(OVERDOSE, sid="SMretry")
@@ -205,6 +206,7 @@ def test_a_third_person_overdose_gets_the_crisis_reply(sms):
         assert needle in reply.text
 
 
+@pytest.mark.storage
 def test_an_overdose_opens_an_emergency_escalation_linked_to_the_message(sms, db):
     sms.send(OVERDOSE, sid="SMcrisis")
     [esc] = escalations(db)
@@ -217,6 +219,7 @@ def test_an_overdose_opens_an_emergency_escalation_linked_to_the_message(sms, db
     assert out.direction == "out" and out.escalation_id == esc.id and "911" in out.body
 
 
+@pytest.mark.storage
 def test_routine_texts_after_an_escalation_get_no_reply_and_join_the_transcript(sms, db):
     sms.send(OVERDOSE)
     reply = sms.send(ROUTINE, sid="SMafter")
@@ -229,6 +232,7 @@ def test_routine_texts_after_an_escalation_get_no_reply_and_join_the_transcript(
     assert replies_to(db, msg.id) == []
 
 
+@pytest.mark.storage
 def test_a_second_crisis_text_still_gets_the_crisis_reply_and_raises_the_severity(sms, db):
     first = sms.send("i want to kill myself")
     assert "988" in first.text
@@ -390,6 +394,7 @@ def test_markup_in_a_text_cannot_inject_twiml(sms, body):
     assert [child.tag for child in root] in (["Message"], [])
 
 
+@pytest.mark.storage
 def test_invalid_utf8_in_the_form_is_answered_not_a_500(sms, client, db):
     # Werkzeug 3 keeps undecodable percent-escapes as written; Twilio's signature covers the
     # form as the app reads it, so sign that.
@@ -404,6 +409,7 @@ def test_invalid_utf8_in_the_form_is_answered_not_a_500(sms, client, db):
 
 # --- database down --------------------------------------------------------------------------
 
+@pytest.mark.storage
 def test_with_no_schema_crisis_texts_still_get_the_crisis_reply_and_are_replayed_later(make_app, caplog):
     app = make_app(schema=False)
     ext = app.extensions["helpline"]
@@ -434,6 +440,7 @@ def test_with_no_schema_crisis_texts_still_get_the_crisis_reply_and_are_replayed
     assert app.test_client().get("/healthz").get_json()["status"] == "ok"
 
 
+@pytest.mark.storage
 def test_after_an_outage_the_next_text_from_a_spooled_crisis_texter_joins_the_escalation(make_app):
     app = make_app(schema=False)
     db = app.extensions["helpline"].db
@@ -447,6 +454,7 @@ def test_after_an_outage_the_next_text_from_a_spooled_crisis_texter_joins_the_es
     assert reply.text is None  # a human owns the conversation now, as for any open escalation
 
 
+@pytest.mark.storage
 @pytest.mark.sqlite_only  # the fault is injected with a SQLite trigger
 @pytest.mark.parametrize("table", ["contacts", "messages"])
 def test_a_failed_insert_never_logs_the_body_or_the_full_number(app, db, sms, caplog, table):
@@ -481,6 +489,7 @@ def test_logs_never_carry_a_message_body_or_a_full_phone_number(sms, caplog):
 
 # --- concurrency ----------------------------------------------------------------------------
 
+@pytest.mark.storage
 @pytest.mark.parametrize("round_", range(3))
 def test_two_simultaneous_deliveries_of_one_sid_store_one_message(app, db, round_):
     senders = [SMS(app.test_client()), SMS(app.test_client())]

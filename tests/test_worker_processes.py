@@ -27,6 +27,8 @@ from bot.store.models import Escalation, Heartbeat, Outbox, utcnow
 from bot.web import create_app
 from conftest import ACCOUNT_SID, CLINIC_NUMBER, TEXTER, TOKEN
 
+pytestmark = pytest.mark.storage  # dispatcher leases across processes
+
 REPO = Path(__file__).resolve().parent.parent
 MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 WAIT = 20.0  # seconds: the bound on every wait in this module

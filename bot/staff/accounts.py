@@ -9,6 +9,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from bot.phones import staff_phone
 from bot.store.models import Staff
 
+PASSWORD_METHOD = "scrypt"  # werkzeug's; the test suite swaps in a fast one (tests/conftest.py)
+
 
 class AccountError(ValueError):
     """A staff account request that cannot be carried out."""
@@ -25,8 +27,8 @@ def add_staff(s: Session, name: str, email: str, phone: str, password: str,
         raise AccountError("password must be at least 10 characters")
     if s.scalar(select(Staff).where(Staff.email == email)):
         raise AccountError(f"{email} already exists")
-    staff = Staff(name=name.strip(), email=email, phone=e164, password_hash=generate_password_hash(password),
-                  is_admin=admin, on_call=on_call)
+    staff = Staff(name=name.strip(), email=email, phone=e164, is_admin=admin, on_call=on_call,
+                  password_hash=generate_password_hash(password, method=PASSWORD_METHOD))
     s.add(staff)
     s.flush()
     return staff

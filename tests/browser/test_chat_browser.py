@@ -67,7 +67,7 @@ def tab_to_bubble(page, limit: int = 25) -> None:
 
 
 def test_a_visitor_chats_by_keyboard_gets_the_crisis_reply_and_a_staff_reply_arrives_live(contexts, live):
-    DOCS.mkdir(exist_ok=True)
+    DOCS.mkdir(parents=True, exist_ok=True)
     visitor = contexts(viewport={"width": 1280, "height": 800}, locale="en-US").page
     visitor.goto(live.base + "/chat/demo")
     bubble = visitor.get_by_role("button", name="Open chat with Solace Hills Detox")

@@ -20,7 +20,10 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 REQUIRED = os.environ.get("HELPLINE_REQUIRE_BROWSER") == "1"
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+# Screenshots go to build/screenshots, so `make test` leaves the working tree unchanged;
+# `make screenshots` sets HELPLINE_SCREENSHOTS=docs to refresh the README's pictures.
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / (os.environ.get("HELPLINE_SCREENSHOTS") or "build/screenshots")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
@@ -156,7 +159,7 @@ def log_in(page, live):
 
 
 def test_a_crisis_appears_live_and_is_claimed_answered_and_resolved(page, live):
-    DOCS.mkdir(exist_ok=True)
+    DOCS.mkdir(parents=True, exist_ok=True)
     log_in(page, live)
     page.get_by_role("button", name="Enable sound").click()
     expect(page.locator("#sound-toggle")).to_have_text("Sound on")
