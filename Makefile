@@ -19,9 +19,12 @@ lock: $(STAMP)
 
 # Development mode is explicit here: without TWILIO_AUTH_TOKEN the webhook
 # accepts unsigned requests and says so loudly in the log and /healthz.
+# `make run PORT=8080 HOST=0.0.0.0` chooses where it listens (HOST=0.0.0.0 exposes it to your network).
+HOST ?= 127.0.0.1
+PORT ?= 5000
 run: $(STAMP)
 	$(BIN)/helpline db upgrade
-	HELPLINE_DEV=$${HELPLINE_DEV:-1} $(BIN)/helpline serve
+	HELPLINE_DEV=$${HELPLINE_DEV:-1} $(BIN)/helpline serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/helpline check-content

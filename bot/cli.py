@@ -46,27 +46,57 @@ def serve(host: str, port: int) -> None:
         stop.set()
 
 
+def _typed_lines():
+    """What the user types: piped lines, or prompts until Ctrl-D (EOF) or Ctrl-C, which end quietly."""
+    if not sys.stdin.isatty():
+        yield from (line.rstrip("\n") for line in sys.stdin)
+        return
+    while True:
+        try:
+            yield click.prompt("you", default="", show_default=False)
+        except click.Abort:  # click's EOFError and KeyboardInterrupt
+            click.echo()
+            return
+
+
 @main.command()
 @click.option("--sender", "sender", default="+15555550100", show_default=True, help="Pretend to text from this number.")
 def simulate(sender: str) -> None:
-    """Chat with the bot in the terminal: the webhook's code path and database, no Twilio."""
+    """Chat with the bot in the terminal: the webhook's code path and database, no Twilio, no pages.
+
+    Log lines go to simulate.log in the instance folder, so only the conversation is on screen.
+    """
+    import logging
     from uuid import uuid4
 
     from bot.core.engine import Inbound
     from bot.core.states import Channel
-    from bot.web import create_app
-    app = create_app(Settings.from_env())
-    ext = app.extensions["helpline"]
     from bot.store import migrate
-    migrate.upgrade(ext.db)
-    click.echo(f"Texting as {sender}. Type a message; Ctrl-D to quit.")
-    for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: click.prompt("you", default="", show_default=False), None):
-        line = line.rstrip("\n")
-        outcome = ext.helpline.handle(Inbound(sender=sender, body=line, channel=Channel.SIM,
-                                              message_id=f"SIM{uuid4().hex}"))
-        d = outcome.decision
-        tag = f"[{d.kind}{' ' + d.triage.severity if d and d.triage.severity else ''}]" if d else "[duplicate]"
-        click.echo(f"bot {tag}: {outcome.reply or '(no reply)'}")
+    from bot.web import create_app
+    settings = Settings.from_env()
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    log_file = settings.instance_dir / "simulate.log"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    to_file = logging.FileHandler(log_file, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers, root.level = [to_file], logging.INFO  # nothing but the chat on screen
+    try:
+        app = create_app(settings)
+        ext = app.extensions["helpline"]
+        migrate.upgrade(ext.db)
+        click.echo(f"Texting as {sender} (training: nobody is paged). Type a message; Ctrl-D to quit. "
+                   f"Logs: {log_file}")
+        for line in _typed_lines():
+            outcome = ext.helpline.handle(Inbound(sender=sender, body=line, channel=Channel.SIM,
+                                                  message_id=f"SIM{uuid4().hex}"))
+            d = outcome.decision
+            tag = f"[{d.kind}{' ' + d.triage.severity if d and d.triage.severity else ''}]" if d else "[duplicate]"
+            click.echo(f"bot {tag}: {outcome.reply or '(no reply)'}")
+        ext.db.engine.dispose()
+    finally:
+        root.handlers, root.level = saved
+        to_file.close()
 
 
 @main.command()
@@ -82,20 +112,52 @@ def triage() -> None:
         out.flush()
 
 
+def paging_problems(settings: Settings) -> list[str]:
+    """Why a crisis could page nobody: no Twilio credentials, or no active staff member with a phone."""
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.store.db import Database
+    from bot.store.models import Staff
+    problems = []
+    if not settings.can_send_sms:
+        problems.append("no Twilio credentials (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_PHONE_NUMBER): "
+                        "pages cannot be sent")
+    db = Database(settings.sqlalchemy_url)
+    try:
+        with db.session() as s:
+            pageable = s.scalar(select(func.count(Staff.id)).where(Staff.active.is_(True), Staff.phone != ""))
+        if not pageable:
+            problems.append("no active staff member with a phone (helpline staff add ...)")
+    except SQLAlchemyError as exc:
+        problems.append(f"cannot read the staff list ({type(exc).__name__}; run 'helpline db upgrade' first)")
+    finally:
+        db.engine.dispose()
+    return problems
+
+
 @main.command()
-def check() -> None:
-    """Report insecure configuration; exit 1 if any (serve and gunicorn refuse it outside HELPLINE_DEV)."""
+@click.option("--allow-no-paging", is_flag=True,
+              help="Nobody can be paged on purpose (a demo or training box): report it without failing.")
+def check(allow_no_paging: bool) -> None:
+    """Report insecure configuration, and whether a crisis can page anyone; exit 1 if not.
+
+    Serve and gunicorn refuse insecure configuration outside HELPLINE_DEV. A box where no page can
+    go out (no Twilio credentials, or no active staff member with a phone) fails too, unless
+    --allow-no-paging says that is intended.
+    """
     settings = Settings.from_env()
     problems = settings.insecure()
     for p in problems:
         click.echo(f"INSECURE: {p}", err=True)
-    if not settings.can_send_sms:
-        click.echo("WARNING: TWILIO_ACCOUNT_SID/TWILIO_PHONE_NUMBER missing: staff cannot be paged", err=True)
+    paging = paging_problems(settings)
+    for p in paging:
+        click.echo(f"{'NOTE' if allow_no_paging else 'NOBODY CAN BE PAGED'}: {p}", err=True)
     if settings.dev:
         click.echo("NOTE: HELPLINE_DEV=1 (development mode) is on", err=True)
-    if problems:
+    if problems or (paging and not allow_no_paging):
         raise SystemExit(1)
-    click.echo("configuration OK")
+    click.echo("configuration OK" + (" (nobody can be paged, as allowed)" if paging else ""))
 
 
 @main.command("check-content")

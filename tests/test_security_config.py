@@ -28,14 +28,16 @@ def test_plain_http_on_loopback_is_fine_for_local_testing():
     assert Settings.from_env(env).insecure(env) == []
 
 
-def test_check_command_exits_1_and_names_the_problem(runner, monkeypatch):
-    for key in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "HELPLINE_PUBLIC_URL", "FLASK_DEBUG"):
+def test_check_command_exits_1_and_names_the_problem(runner, monkeypatch, tmp_path):
+    for key in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "HELPLINE_PUBLIC_URL", "FLASK_DEBUG", "DATABASE_URL"):
         monkeypatch.delenv(key, raising=False)
-    result = runner.invoke(main, ["check"])
+    monkeypatch.setenv("HELPLINE_INSTANCE_DIR", str(tmp_path))
+    result = runner.invoke(main, ["check", "--allow-no-paging"])
     assert result.exit_code == 1 and "SECRET_KEY" in result.output
     for key, value in SAFE.items():
         monkeypatch.setenv(key, value)
-    assert runner.invoke(main, ["check"]).exit_code == 0
+    # Paging (Twilio credentials, staff) is tests/test_newcomer.py's subject.
+    assert runner.invoke(main, ["check", "--allow-no-paging"]).exit_code == 0
 
 
 def test_production_entry_points_refuse_an_insecure_configuration(settings):
