@@ -45,6 +45,11 @@ class QueueItem:
     page_problem: str | None
     opted_out: bool
     message_count: int
+    kind: str | None = None
+    language: str | None = None
+    claimed_by_id: int | None = None
+    held_at: datetime | None = None  # a crisis text in the claimed conversation awaits a staff reply
+    preview: str = ""  # the start of the texter's latest text
 
     @property
     def training(self) -> bool:
@@ -81,14 +86,34 @@ def failed_login(s: Session, limiter: Limiter, email: str, ip: str, now: datetim
     audit(s, None, "login_failed")
 
 
+PREVIEW_CHARS = 90
+
+
+def preview(body: str | None, limit: int = PREVIEW_CHARS) -> str:
+    """The start of a text on one line, cut at a word: enough to tell two cards apart."""
+    text = " ".join((body or "").split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]
+    return cut + "…"
+
+
 def queue(s: Session, statuses=OPEN_STATUSES) -> list[QueueItem]:
     """Escalations in these statuses, most severe and oldest first."""
     rows = s.execute(select(Escalation, Contact, Staff).join(Contact, Escalation.contact_id == Contact.id)
                      .outerjoin(Staff, Escalation.claimed_by_id == Staff.id)
                      .where(Escalation.status.in_(statuses))
                      .order_by(SEVERITY_ORDER, Escalation.created_at, Escalation.id)).all()
+    latest: dict[int, str] = {}
+    if rows:
+        last_in = (select(func.max(Message.id)).where(Message.direction == Direction.IN,
+                                                      Message.escalation_id.in_([e.id for e, _, _ in rows]))
+                   .group_by(Message.escalation_id))
+        latest = dict(s.execute(select(Message.escalation_id, Message.body).where(Message.id.in_(last_in))).all())
     return [QueueItem(e.id, e.severity, e.status, e.rule, mask(c.address), e.channel, e.created_at,
-                      st.name if st else None, e.pages_sent, e.page_problem, e.opted_out, e.message_count)
+                      st.name if st else None, e.pages_sent, e.page_problem, e.opted_out, e.message_count,
+                      kind=e.kind, language=c.language, claimed_by_id=e.claimed_by_id, held_at=e.held_at,
+                      preview=preview(latest.get(e.id)))
             for e, c, st in rows]
 
 
