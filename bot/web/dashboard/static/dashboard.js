@@ -78,7 +78,8 @@
     var now = Date.now();
     for (var i = 0; i < nodes.length; i++) {
       var d = new Date(nodes[i].getAttribute("datetime"));
-      if (!isNaN(d.getTime())) { nodes[i].textContent = ageText(now - d.getTime()) + " ago"; }
+      var text = isNaN(d.getTime()) ? null : ageText(now - d.getTime()) + " ago";
+      if (text && nodes[i].textContent !== text) { nodes[i].textContent = text; }
     }
   }
 
@@ -341,7 +342,7 @@
     var link = banner.querySelector(".alert-banner-link");
     link.setAttribute("href", b.url);
     link.textContent = "Open #" + b.id;
-    banner.setAttribute("data-escalation-id", String(b.id));
+    banner.setAttribute("data-banner-id", String(b.id));
   }
 
   function renderMine(mine) {
@@ -462,7 +463,7 @@
       });
       var empty = queueBox.querySelector('[data-empty="' + name + '"]');
       show(empty, ids.length === 0);
-      var pill = queueBox.querySelector('[data-count="' + name + '"]');
+      var pill = queueBox.querySelector('[data-section-count="' + name + '"]');
       if (pill && data.counts) { pill.textContent = String(data.counts[name]); }
     });
     Object.keys(nodes).forEach(function (key) {
@@ -524,7 +525,8 @@
     } else {
       fresh = data.open.filter(function (o) { return seen.indexOf(o.id) < 0; });
       mineFresh = (data.mine || []).filter(function (m) {
-        return seen.indexOf(m.alert + ":" + m.id + ":" + (m.since || "")) < 0 && acked.indexOf(m.id) < 0;
+        return seen.indexOf(m.alert + ":" + m.id + ":" + (m.since || "")) < 0 &&
+          (m.alert !== "transferred" || acked.indexOf(m.id) < 0);
       });
       data.ids.forEach(function (id) { if (seen.indexOf(id) < 0) { seen.push(id); } });
       mineFresh.forEach(function (m) { seen.push(m.alert + ":" + m.id + ":" + (m.since || "")); });
