@@ -256,3 +256,18 @@ def test_the_numbers_page_has_charts_tables_and_the_unmatched_questions_and_a_cs
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     lines = resp.get_data(as_text=True).splitlines()
     assert lines[0] == "metric,key,value" and "texts,,3" in lines and "escalations_by_tier,emergency,1" in lines
+
+
+def test_purge_blanks_internal_notes_past_retention(db, sms, ann):
+    from datetime import timedelta
+
+    from bot.store.retention import PURGED, purge
+    from bot.store.models import utcnow
+    sms.send(CRISIS)
+    esc = escalation(db)
+    ann.post(f"/dashboard/escalations/{esc.id}/notes", {"body": "Lives with her mother on Elm St."})
+    assert purge(db, timedelta(days=90)).notes == 0
+    report = purge(db, timedelta(days=90), now=utcnow() + timedelta(days=91))
+    assert report.notes >= 1
+    with db.session() as s:
+        assert s.scalar(select(Note.body)) == PURGED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import AXE_RESULTS, CHROMIUM, CHROMIUM_ARGS, LiveServer, Watched, missing
+from .support import AXE_RESULTS, CHROMIUM, CHROMIUM_ARGS, LiveServer, Watched, missing
 
 
 @pytest.fixture(scope="session")

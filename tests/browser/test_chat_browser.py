@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from support import DOCS, axe, log_in, require_browser
+from .support import DOCS, axe, log_in, require_browser
 
 require_browser()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from support import DOCS, STAFF, axe, log_in, require_browser
+from .support import DOCS, STAFF, axe, log_in, require_browser
 
 require_browser()
 
