@@ -271,3 +271,10 @@ def test_purge_blanks_internal_notes_past_retention(db, sms, ann):
     assert report.notes >= 1
     with db.session() as s:
         assert s.scalar(select(Note.body)) == PURGED
+
+
+def test_the_stale_form_page_is_served_with_the_page_policy_so_its_stylesheet_loads(db, sms, ann):
+    sms.send(CRISIS)
+    resp = ann.client.post(f"/dashboard/escalations/{escalation(db).id}/claim", data={"csrf_token": "stale"})
+    assert resp.status_code == 400 and "Form expired" in resp.get_data(as_text=True)
+    assert "style-src 'self'" in resp.headers["Content-Security-Policy"]

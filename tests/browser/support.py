@@ -125,7 +125,7 @@ class LiveServer:
         from bot.store.models import Escalation, utcnow
         with self.ext.db.session() as s:
             s.execute(update(Escalation).where(Escalation.status.in_(OPEN_STATUSES))
-                      .values(status="resolved", outcome="other", resolved_at=utcnow(), held_at=None))
+                      .values(status="resolved", resolved_at=utcnow(), held_at=None))
 
     def escalation_for(self, address: str):
         from sqlalchemy import select

@@ -109,4 +109,5 @@ def test_on_a_phone_the_panel_fills_the_width_and_speaks_spanish_when_the_browse
     phone.get_by_role("button", name="Enviar").click()
     expect(log.locator(".m-bot")).to_have_count(2)
     expect(log).to_contain_text("(562) 573-1504")
+    axe(phone, "chat demo page on a phone, in Spanish")
     phone.screenshot(path=str(DOCS / "chat-widget-phone.png"))

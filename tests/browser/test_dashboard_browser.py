@@ -369,7 +369,8 @@ def test_axe_finds_nothing_serious_on_the_other_pages(contexts, live):
     anon = contexts().page
     anon.goto(live.base + "/dashboard/login")
     axe(anon, "login")
-    page = contexts(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True).page
+    phone = contexts(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = phone.page
     log_in(page, live)
     axe(page, "queue on a phone")
     for path, name in [(f"/dashboard/escalations/{esc.id}", "escalation (unclaimed), phone"),
@@ -383,3 +384,19 @@ def test_axe_finds_nothing_serious_on_the_other_pages(contexts, live):
         page.goto(live.base + path)
         page.wait_for_selector("body[data-live=ready]")
         axe(page, name)
+    # The error page: a form whose token is stale.
+    page.evaluate("""(action) => {
+        const f = document.createElement('form');
+        f.method = 'post';
+        f.action = action;
+        const t = document.createElement('input');
+        t.type = 'hidden'; t.name = 'csrf_token'; t.value = 'stale';
+        f.appendChild(t);
+        document.body.appendChild(f);
+        f.submit();
+    }""", f"/dashboard/escalations/{esc.id}/claim")
+    expect(page.get_by_role("heading", name="Form expired")).to_be_visible()
+    expect(page.get_by_role("link", name="Back to the queue")).to_have_css("display", "inline-block")  # styled
+    axe(page, "error page (stale form)")
+    phone.problems[:] = [p for p in phone.problems if "status of 400" not in p]  # the 400 itself is expected
+    assert live.escalation_for("+15555550901").status == "open"

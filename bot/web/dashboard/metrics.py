@@ -65,7 +65,8 @@ def metrics():
         report = build(s, WINDOWS[since])
         actions.audit(s, current_user, "view_metrics", None, f"since {since}")
     charts = {
-        "texts": bar_chart(f"Texts per day, last {since}", report["texts_by_day"], "chart-texts"),
+        "texts": bar_chart(f"Texts per day, last {since}", report["texts_by_day"], "chart-texts", width=960,
+                           height=200),
         "tiers": bar_chart("Escalations by tier", report["escalations_by_tier"], "chart-tiers", css="tier",
                            width=360),
         "kinds": bar_chart("Escalations by kind", report["escalations_by_kind"], "chart-kinds", css="kind",
