@@ -121,11 +121,11 @@ class LiveServer:
         """Test set-up: close every escalation left open by earlier tests (not code under test)."""
         from sqlalchemy import update
 
-        from bot.core.states import OPEN_STATUSES
+        from bot.core.states import OPEN_STATUSES, EscalationStatus
         from bot.store.models import Escalation, utcnow
         with self.ext.db.session() as s:
             s.execute(update(Escalation).where(Escalation.status.in_(OPEN_STATUSES))
-                      .values(status="resolved", resolved_at=utcnow(), held_at=None))
+                      .values(status=EscalationStatus.RESOLVED, resolved_at=utcnow(), held_at=None))
 
     def escalation_for(self, address: str):
         from sqlalchemy import select
