@@ -327,6 +327,7 @@ def test_keyboard_skip_link_shortcuts_and_the_remembered_sound_preference(page, 
     expect(page.locator("#sound-toggle")).to_have_text("Sound on")  # no re-arming after a page change
     page.locator("body").press("a")  # the banner's escalation
     expect(page).to_have_url(re.compile(r"/dashboard/escalations/\d+"))
+    page.wait_for_selector("body[data-live=ready]")  # the page's script is listening
     page.keyboard.press("c")
     expect(page.locator(".flash-success")).to_contain_text("You claimed escalation")
 

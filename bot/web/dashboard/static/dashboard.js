@@ -284,7 +284,10 @@
   var titleTimer = null;
   var lastBanner = null;
   var lastMine = [];
-  var lastSoundAt = {};
+  // When each repeating alarm last sounded, kept across pages so moving around does not re-trigger it.
+  var lastSoundAt = (function () {
+    try { return JSON.parse(getItem("sessionStorage", "helpline.lastSoundAt")) || {}; } catch (e) { return {}; }
+  }());
   var unclaimedCount = 0;
 
   function seenIds() {
@@ -376,7 +379,11 @@
     var p = SOUNDS[name];
     return p && p.repeatMs && Date.now() - (lastSoundAt[name] || 0) >= p.repeatMs;
   }
-  function sound(name) { lastSoundAt[name] = Date.now(); play(name); }
+  function sound(name) {
+    lastSoundAt[name] = Date.now();
+    setItem("sessionStorage", "helpline.lastSoundAt", JSON.stringify(lastSoundAt));
+    play(name);
+  }
 
   // Keep alerting while something waits: the owner's crisis text first, then the banner's tier.
   function keepAlerting() {
