@@ -184,7 +184,7 @@ class Helpline:
             if verdict.escalate:
                 escalation = self._escalate(s, contact, escalation, inbound, decision, msg, now)
                 inbound.escalation_id = escalation.id
-                if decision.held_reply:
+                if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                     self._hold(escalation, decision, now)
                 logger.warning("escalation %d: %s %s rule=%s", escalation.id, verdict.severity,
                                contact.masked, verdict.rule)

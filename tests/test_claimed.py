@@ -135,3 +135,14 @@ def test_first_claim_and_first_reply_times_survive_release_and_transfer(db, sms)
     after = get_escalation(db, esc.id)
     assert aware(after.first_claimed_at) == first and after.first_reply_at is not None
     assert after.claimed_by_id == alice.id
+
+
+def test_a_crisis_text_replayed_from_the_outage_spool_is_not_held_again(app, db, sms):
+    # During the outage the texter already got the crisis reply (the bot could not know of the claim).
+    from bot.store.models import utcnow
+    _, esc = claimed_by_alice(db, sms)
+    helpline = app.extensions["helpline"].helpline
+    helpline.spool.append(Inbound(TEXTER, SECOND_CRISIS, message_id="SMspooled"), utcnow().isoformat())
+    assert helpline.replay_spool() == 1
+    after = get_escalation(db, esc.id)
+    assert after.held_at is None and after.message_count == 2

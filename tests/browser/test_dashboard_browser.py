@@ -325,6 +325,7 @@ def test_keyboard_skip_link_shortcuts_and_the_remembered_sound_preference(page, 
     page.get_by_role("link", name="Search").click()
     expect(page.locator("#sound-toggle")).to_have_attribute("aria-pressed", "true")
     expect(page.locator("#sound-toggle")).to_have_text("Sound on")  # no re-arming after a page change
+    expect(page.locator("#alert-banner")).to_be_visible()
     page.locator("body").press("a")  # the banner's escalation
     expect(page).to_have_url(re.compile(r"/dashboard/escalations/\d+"))
     page.wait_for_selector("body[data-live=ready]")  # the page's script is listening
