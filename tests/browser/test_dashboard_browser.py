@@ -61,7 +61,6 @@ def test_a_crisis_appears_live_and_is_claimed_answered_and_resolved(page, live):
     assert page.get_attribute("body", "data-last-sound") == "emergency"
     expect(card).to_contain_text(re.compile(r"Pages sent: 1"), timeout=10_000)  # the dispatcher paged Ann
     axe(page, "queue (an unclaimed emergency, banner)")
-    page.screenshot(path=str(DOCS / "dashboard-queue.png"))
 
     card.get_by_role("button", name="Claim").click()
     expect(page.locator(".flash-success")).to_contain_text("You claimed escalation")
@@ -174,6 +173,7 @@ def test_two_unclaimed_of_different_tiers_order_the_queue_and_the_banner(context
     expect(page.locator("#alert-banner")).to_contain_text(f"UNCLAIMED EMERGENCY #{emergency}")
     expect(page.locator("#alert-banner")).to_contain_text("3 unclaimed (1 training)")
     axe(page, "queue (three sections, banner)")
+    page.screenshot(path=str(DOCS / "dashboard-queue.png"), full_page=True)
 
     # Claim the emergency: the banner moves on to the review; the count drops.
     unclaimed.first.get_by_role("button", name="Claim").click()
