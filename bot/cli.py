@@ -2,7 +2,7 @@
 
 Running: serve (development server), worker (the dispatcher), simulate (a terminal chat).
 Checking: check (configuration), check-content (replies/), triage (stdin to JSON verdicts).
-Operating: db upgrade, staff (add, list, on-call, remove), escalations, purge.
+Operating: db upgrade, staff (add, list, on-call, remove), escalations, report, purge.
 README.md documents each (``tests/test_docs.py`` fails when one is missing there or here).
 """
 
@@ -223,6 +223,28 @@ def escalations(status: tuple[str, ...], as_json: bool) -> None:
     for r in rows:
         click.echo(f"#{r['id']:<5} {r['severity']:<9} {r['status']:<11} {r['created_at'][:19]}  "
                    f"pages={r['pages_sent']}  {r['claimed_by'] or ''}")
+
+
+@main.command()
+@click.option("--since", default="7d", show_default=True, help="How far back: 7d, 4w, 48h.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with stable fields (see README).")
+def report(since: str, as_json: bool) -> None:
+    """The numbers: texts, escalations, time to claim and to first reply, outcomes, unanswered questions."""
+    from bot.staff.report import build, text_lines
+    from bot.store.db import Database
+    from bot.store.retention import parse_age
+    try:
+        window = parse_age(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since")
+    settings = Settings.from_env()
+    with Database(settings.sqlalchemy_url).session() as s:
+        numbers = build(s, window)
+    if as_json:
+        click.echo(json.dumps(numbers, ensure_ascii=False))
+        return
+    for line in text_lines(numbers):
+        click.echo(line)
 
 
 @main.group()

@@ -158,7 +158,8 @@ class Helpline:
                 Escalation.contact_id == contact.id, Escalation.status.in_(OPEN_STATUSES)))
             state = State(language=contact.language, opted_out=contact.opted_out,
                           escalated=escalation is not None and escalation.silences_bot,
-                          recent=recent_texts(s, contact.id, now - self.context))
+                          recent=recent_texts(s, contact.id, now - self.context),
+                          claimed=escalation is not None and escalation.status == EscalationStatus.CLAIMED)
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
             if limits and not verdict.pages and self._over(s, limits, now):
@@ -183,6 +184,8 @@ class Helpline:
             if verdict.escalate:
                 escalation = self._escalate(s, contact, escalation, inbound, decision, msg, now)
                 inbound.escalation_id = escalation.id
+                if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
+                    self._hold(escalation, decision, now)
                 logger.warning("escalation %d: %s %s rule=%s", escalation.id, verdict.severity,
                                contact.masked, verdict.rule)
             elif escalation is not None:
@@ -247,6 +250,13 @@ class Helpline:
         escalation.rules = ",".join([*known, *(r for r in verdict.rules if r not in known)])
         self._page_if_needed(s, escalation, now)
         return escalation
+
+    def _hold(self, escalation: Escalation, decision: Decision, now: datetime) -> None:
+        """A crisis text in a claimed conversation: the owner's dashboard alerts at once; the dispatcher
+        sends the held crisis reply and pages the owner again if no staff reply follows in time."""
+        escalation.held_at = escalation.held_at or now  # the clock runs from the first unanswered one
+        escalation.held_reply = decision.held_reply
+        logger.warning("escalation %d: crisis text while claimed; bot silent, owner alerted", escalation.id)
 
     def _page_if_needed(self, s: Session, escalation: Escalation, now: datetime) -> None:
         """Queue the first round of pages in this same transaction (a review that turns urgent too)."""

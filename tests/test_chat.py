@@ -140,7 +140,9 @@ def test_a_staff_reply_reaches_the_widget_by_polling(visitor, db, on_call):
     first = visitor.say(CRISIS).get_json()
     last_id = max(m["id"] for m in first["messages"])
     esc = web_escalation(db)
+    assert visitor.poll(after=last_id).get_json()["staff_joined"] is False
     assert actions.claim(db, esc.id, on_call)
+    assert visitor.poll(after=last_id).get_json()["staff_joined"] is True  # at the claim, before a word
     actions.reply(db, esc.id, on_call, "This is Ann at Solace Hills. Are you somewhere safe?")
     data = visitor.poll(after=last_id).get_json()
     assert [(m["kind"], m["text"]) for m in data["messages"]] == [

@@ -265,10 +265,11 @@ def test_the_queue_poll_reports_new_escalations_for_the_live_update(db, sms, ann
     esc = escalation(db)
     data = ann.get("/dashboard/queue/poll?fragment=1").get_json()
     assert data["ids"] == [esc.id] and data["unclaimed"] == 1
-    assert data["open"][0] == {"id": esc.id, "severity": esc.severity, "training": False,
-                               "url": f"/dashboard/escalations/{esc.id}"}
-    assert "***-0100" in data["html"]
-    assert "html" not in ann.get("/dashboard/queue/poll").get_json()
+    assert data["open"][0] == {"id": esc.id, "severity": esc.severity, "kind": esc.kind, "training": False,
+                               "channel": "sms", "url": f"/dashboard/escalations/{esc.id}"}
+    assert data["sections"] == {"unclaimed": [esc.id], "claimed": [], "training": []}
+    assert "***-0100" in data["cards"][str(esc.id)]["html"]
+    assert "cards" not in ann.get("/dashboard/queue/poll").get_json()
 
 
 def test_an_opted_out_texter_is_flagged_call_dont_text(db, sms, ann):
@@ -369,7 +370,7 @@ def test_a_reply_is_stored_in_the_transcript_and_queued_as_an_sms(db, sms, ann):
         row = s.scalar(select(Outbox).where(Outbox.kind == "reply"))
         assert row.to_address == TEXTER and row.message_id == msg.id and row.status == "pending"
     assert "This is Ann at Solace Hills. Are you safe?" in html
-    assert "Staff: Ann Alvarez" in html and "SMS pending" in html
+    assert "Staff: Ann Alvarez" in html and "SMS waiting to send" in html
 
 
 def test_a_reply_before_claiming_is_refused(db, sms, ann):

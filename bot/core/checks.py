@@ -90,6 +90,48 @@ def check(content: Content) -> list[str]:
             verdict = bot.triager.triage(ex)
             if verdict.escalate:
                 problems.append(f"idiom {idiom.id}: example {ex!r} still escalates via {verdict.rule}")
+    problems.extend(check_canned(content))
+    return problems
+
+
+# A long first name, so a saved reply still fits when {name} is filled in.
+LONGEST_NAME = "Maximiliano-Fernanda"
+
+
+def check_canned(content: Content) -> list[str]:
+    """Saved staff replies (``replies/canned.*.toml``): same ids in both languages, SMS limits with a
+    long name filled in, required words kept, no dosing, known placeholders only."""
+    from bot.core.canned import NAME, load_canned
+    from bot.core.content import ContentError
+    try:
+        canned = load_canned(content.root)
+    except ContentError as exc:
+        return [f"canned replies: {exc}"]
+    problems: list[str] = []
+    ids = {lang: [r.id for r in replies] for lang, replies in canned.items()}
+    if ids.get("en") != ids.get("es"):
+        problems.append(f"canned replies differ between languages: en={ids.get('en')} es={ids.get('es')}")
+    for lang, replies in canned.items():
+        if not replies:
+            problems.append(f"canned.{lang}: no replies")
+        seen: set[str] = set()
+        for r in replies:
+            where = f"canned.{lang}.{r.id}"
+            if r.id in seen:
+                problems.append(f"{where}: id used twice")
+            seen.add(r.id)
+            text = r.text.replace(NAME, LONGEST_NAME)
+            if re.search(r"\{[^}]*\}", text):
+                problems.append(f"{where}: unknown placeholder {re.search(r'{[^}]*}', text).group(0)}")
+            if not fits(text, lang):
+                bad = non_gsm7(text) if lang == "en" else []
+                problems.append(f"{where}: too long or not plain GSM-7 ({len(text)} chars, {segments(text)} segments"
+                                f"{', non-GSM-7: ' + ''.join(bad) if bad else ''})")
+            if DOSING.search(text):
+                problems.append(f"{where}: looks like dosing or taper instructions")
+            for needle in r.must_include:
+                if needle not in r.text:
+                    problems.append(f"{where}: must include {needle!r}")
     return problems
 
 

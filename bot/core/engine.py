@@ -8,7 +8,7 @@ webhook, the terminal simulator, the batch ``triage`` command and the tests all 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +54,7 @@ class State:
     opted_out: bool = False
     escalated: bool = False
     recent: tuple[str, ...] = ()  # recent texts that did not escalate on their own
+    claimed: bool = False  # a staff member has the conversation: the bot sends nothing at all
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Decision:
     topic: str | None = None
     opt_out: bool | None = None  # True: opted out now; False: opted back in now
     remember_language: str | None = None
+    # Claimed conversation: the crisis reply the bot held back (staff answer; sent only as a fallback).
+    held_reply: str | None = None
 
 
 KEYWORD_MAX = 24  # "UNSUBSCRIBE!!" fits; a sentence is never a keyword
@@ -107,7 +110,19 @@ class Bot:
         return self.content.message(f"crisis_{severity}", language)
 
     def decide(self, msg: Inbound, state: State = State()) -> Decision:
-        """Decide the reply and side effects for one message."""
+        """Decide the reply and side effects for one message.
+
+        While a staff member has the conversation (``state.claimed``) nothing is sent, not even a
+        crisis reply: the decision is silent but keeps the triage verdict, the side effects (opt-out,
+        language) and, for a crisis, the reply it held back for the caller's fallback.
+        """
+        decision = self._decide(msg, state)
+        if state.claimed and decision.reply is not None:
+            held = decision.reply if decision.kind == K.CRISIS else None
+            return replace(decision, kind=K.SILENT, reply=None, held_reply=held)
+        return decision
+
+    def _decide(self, msg: Inbound, state: State) -> Decision:
         text = msg.body or ""
         # Fold and tokenise once; triage, language and topics all read the same tokens.
         try:

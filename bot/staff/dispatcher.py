@@ -18,12 +18,12 @@ from sqlalchemy import func, or_, select, update
 
 from bot.config import Settings
 from bot.core.content import Content
-from bot.core.states import (PAGING_TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
+from bot.core.states import (OPEN_STATUSES, PAGING_TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
                              channel_spec, channels_where)
 from bot.staff import paging
 from bot.staff.sender import LocalSender, SendError, TwilioSender
 from bot.store.db import Database
-from bot.store.models import Contact, Escalation, Heartbeat, Message, Outbox, aware, utcnow
+from bot.store.models import Contact, Escalation, Heartbeat, Message, Outbox, Staff, aware, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Dispatcher:
         now = now or utcnow()
         self.beat(now)
         self.schedule(now)
+        self.release_held(now)
         return self.send_due(now)
 
     def beat(self, now: datetime) -> None:
@@ -115,6 +116,50 @@ class Dispatcher:
                         followup_sent_at=now)).rowcount
                     if won:
                         self._queue_followup(s, esc, now)
+
+    def release_held(self, now: datetime) -> int:
+        """A crisis text in a claimed conversation that no staff reply answered in time: the texter
+        gets the crisis reply the bot held back, and the owner is paged again. Returns how many."""
+        window = timedelta(seconds=self.settings.claimed_crisis_seconds)
+        with self.db.session() as s:
+            due = s.execute(select(Escalation.id, Escalation.held_at).where(
+                Escalation.held_at.is_not(None), Escalation.held_at <= now - window,
+                Escalation.status.in_(OPEN_STATUSES))).all()
+        released = 0
+        for esc_id, held_at in due:
+            with self.db.session() as s:
+                # Compare-and-set on held_at: one dispatcher sends it, and a staff reply meanwhile wins.
+                won = s.execute(update(Escalation).where(Escalation.id == esc_id, Escalation.held_at == held_at)
+                                .values(held_at=None)).rowcount
+                if not won:
+                    continue
+                esc = s.get(Escalation, esc_id)
+                body, esc.held_reply = esc.held_reply, None
+                self._send_to_texter(s, esc, body, now, Author.BOT, "held crisis reply")
+                if esc.status == EscalationStatus.CLAIMED and esc.spec.pages_staff and esc.claimed_by_id:
+                    owner = s.get(Staff, esc.claimed_by_id)
+                    minutes = max(1, round(self.settings.claimed_crisis_seconds / 60))
+                    paging.enqueue_owner_page(s, esc, owner, self.settings.public_url,
+                                              f"CRISIS TEXT, no staff reply in {minutes} min, in your claimed", now)
+                logger.warning("escalation %d: no staff reply to a crisis text in time: crisis reply sent, "
+                               "owner paged again", esc_id)
+                released += 1
+        return released
+
+    def _send_to_texter(self, s, esc: Escalation, body: str, now: datetime, author: Author, what: str) -> None:
+        """Store an automated message in the transcript and queue it where the channel texts back.
+
+        A crisis reply is attempted even for an opted-out texter, as on the webhook."""
+        contact = s.get(Contact, esc.contact_id)
+        msg = Message(contact_id=contact.id, direction=Direction.OUT, body=body, kind=author,
+                      escalation_id=esc.id, language=contact.language, created_at=now)
+        s.add(msg)
+        s.flush()
+        if not esc.spec.texts_back:
+            logger.warning("escalation %d: %s added to the %s transcript", esc.id, what, esc.spec.label)
+            return
+        s.add(Outbox(kind=OutboxKind.FOLLOWUP, to_address=contact.address, body=body, escalation_id=esc.id,
+                     message_id=msg.id, next_attempt_at=now, created_at=now))
 
     def _queue_followup(self, s, esc: Escalation, now: datetime) -> None:
         contact = s.get(Contact, esc.contact_id)
@@ -170,8 +215,9 @@ class Dispatcher:
         with self.db.session() as s:
             row = s.get(Outbox, oid)
             esc = s.get(Escalation, row.escalation_id) if row.escalation_id else None
-            if row.kind == OutboxKind.PAGE and esc is not None and esc.status != EscalationStatus.OPEN:
-                row.status = OutboxStatus.CANCELLED  # claimed or closed meanwhile: nobody needs waking
+            to_owner = esc is not None and esc.status == EscalationStatus.CLAIMED and row.staff_id == esc.claimed_by_id
+            if row.kind == OutboxKind.PAGE and esc is not None and esc.status != EscalationStatus.OPEN and not to_owner:
+                row.status = OutboxStatus.CANCELLED  # claimed or closed meanwhile: nobody else needs waking
                 return 0
             to, body, created = row.to_address, row.body, aware(row.created_at)
         try:

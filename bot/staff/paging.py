@@ -31,6 +31,23 @@ def page_text(escalation: Escalation, public_url: str | None, clinic: str, now: 
             f"texter {mask(escalation.contact.address)}, {minutes} min ago. Claim: {link}")
 
 
+def owner_page_text(escalation: Escalation, public_url: str | None, reason: str) -> str:
+    """A page to one named staff member about their own conversation (still no texter words)."""
+    base = (public_url or "").rstrip("/")
+    link = f"{base}/dashboard/escalations/{escalation.id}"
+    return (f"Solace Hills helpline: {reason} {escalation.severity.upper()} #{escalation.id}, "
+            f"texter {mask(escalation.contact.address)}. Open: {link}")
+
+
+def enqueue_owner_page(s: Session, escalation: Escalation, staff: Staff, public_url: str | None, reason: str,
+                       now: datetime | None = None) -> None:
+    """Page the staff member who has (or was just given) this escalation; never cancelled by the claim."""
+    now = now or utcnow()
+    s.add(Outbox(kind=OutboxKind.PAGE, to_address=staff.phone, body=owner_page_text(escalation, public_url, reason),
+                 escalation_id=escalation.id, staff_id=staff.id, page_round=escalation.page_round,
+                 next_attempt_at=now, created_at=now))
+
+
 def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list[Staff]:
     """On-call staff first; a widened round pages every active staff member."""
     q = select(Staff).where(Staff.active.is_(True))

@@ -107,6 +107,14 @@ class Escalation(Base):
     page_problem: Mapped[str | None] = mapped_column(Text)
     # A number a web chat visitor left for staff to call (E.164); shown only on the escalation page.
     callback_number: Mapped[str | None] = mapped_column(String(20))
+    # A crisis text that arrived while staff had the conversation: the bot stayed silent and the owner
+    # was alerted. If no staff reply follows within HELPLINE_CLAIMED_CRISIS_SECONDS, the dispatcher
+    # sends ``held_reply`` (the crisis reply the bot would have sent) and pages the owner again.
+    held_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    held_reply: Mapped[str | None] = mapped_column(Text)
+    # For the numbers: kept when a claim is released or transferred (claimed_at is the current owner's).
+    first_claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_reply_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     contact: Mapped[Contact] = relationship()
     claimed_by: Mapped["Staff | None"] = relationship(foreign_keys=[claimed_by_id])
@@ -124,6 +132,20 @@ class Escalation(Base):
     def spec(self):
         """What this escalation's channel can do (text back, page, training)."""
         return channel_spec(self.channel)
+
+
+class Note(Base):
+    """An internal note on an escalation: staff-only, never sent to the texter; purged with message bodies."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    staff: Mapped["Staff | None"] = relationship()
 
 
 class ChatSession(Base):

@@ -2,7 +2,7 @@
 
 Substance-use records are among the most protected health data (42 CFR Part 2), so nothing a
 texter wrote is kept forever. A purge blanks message bodies and outbound texts older than the
-cutoff, clears staff notes on escalations closed before it and web-chat call-back numbers, drops
+cutoff, clears staff notes on escalations closed before it and internal notes written before it and web-chat call-back numbers, drops
 old web-chat sessions, and replaces the phone number of a contact with no newer messages by an
 anonymous placeholder. What survives: the anonymised
 escalation metrics (severity, rule, channel, times, outcome, pages) and the whole audit log.
@@ -18,7 +18,7 @@ from sqlalchemy import delete, exists, func, select, update
 
 from bot.store.db import Database
 from bot.store.limits import purge_counters
-from bot.store.models import ChatSession, Contact, Escalation, Message, Outbox, utcnow
+from bot.store.models import ChatSession, Contact, Escalation, Message, Note, Outbox, utcnow
 
 PURGED = "[purged]"
 _DURATION = re.compile(r"^(\d+)\s*([dhw]?)$")
@@ -54,6 +54,8 @@ def purge(db: Database, older_than: timedelta, now: datetime | None = None) -> P
                            .values(body=PURGED)).rowcount
         notes = s.execute(update(Escalation).where(Escalation.resolved_at < cutoff, Escalation.note.is_not(None))
                           .values(note=None)).rowcount
+        notes += s.execute(update(Note).where(Note.created_at < cutoff, Note.body != PURGED)
+                           .values(body=PURGED)).rowcount
         # A call-back number left in web chat is a full phone number: gone with the rest.
         s.execute(update(Escalation).where(Escalation.created_at < cutoff, Escalation.callback_number.is_not(None))
                   .values(callback_number=None))

@@ -1,6 +1,6 @@
 """The web chat widget in real Chromium (Playwright): keyboard only, crisis, a staff reply arriving live.
 
-Same set-up as the dashboard's browser tests (whose helpers it reuses): the real app on 127.0.0.1
+Same set-up as the dashboard's browser tests (support.py, one shared server): the real app on 127.0.0.1
 with a temporary SQLite file and a dispatcher with a collecting fake SMS sender, Debian's
 /usr/bin/chromium, skipped without it unless HELPLINE_REQUIRE_BROWSER=1.
 """
@@ -11,8 +11,9 @@ import re
 
 import pytest
 
-# Importing the dashboard module applies its skip/fail rule here too (no playwright or no chromium).
-from test_dashboard_browser import DOCS, browser, live, log_in  # noqa: E402,F401 (fixtures)
+from .support import DOCS, axe, log_in, require_browser
+
+require_browser()
 
 from playwright.sync_api import expect  # noqa: E402
 from sqlalchemy import select  # noqa: E402
@@ -27,35 +28,6 @@ IS_BUBBLE = ("() => { const h = document.activeElement; return !!(h && h.id === 
              "h.shadowRoot.activeElement && h.shadowRoot.activeElement.classList.contains('bubble')); }")
 IS_INPUT = ("() => { const h = document.activeElement; return !!(h && h.id === 'solace-hills-chat' && "
             "h.shadowRoot.activeElement && h.shadowRoot.activeElement.id === 'msg'); }")
-
-
-class Watched:
-    """A browser context whose page fails the test on any CSP violation or script error."""
-
-    def __init__(self, browser, **options):
-        self.context = browser.new_context(**options)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("console", lambda msg: self.problems.append(msg.text) if msg.type == "error" else None)
-        self.page.on("pageerror", lambda err: self.problems.append(str(err)))
-        self.page.set_default_timeout(15_000)
-
-    def close(self):
-        self.context.close()
-        assert not self.problems, self.problems
-
-
-@pytest.fixture
-def contexts(browser):
-    opened: list[Watched] = []
-
-    def make(**options) -> Watched:
-        opened.append(Watched(browser, **options))
-        return opened[-1]
-
-    yield make
-    for w in opened:
-        w.close()
 
 
 def tab_to_bubble(page, limit: int = 25) -> None:
@@ -90,6 +62,7 @@ def test_a_visitor_chats_by_keyboard_gets_the_crisis_reply_and_a_staff_reply_arr
     visitor.keyboard.type(ROUTINE)
     visitor.keyboard.press("Enter")
     expect(log).to_contain_text("Stopping diazepam abruptly")
+    axe(visitor, "chat demo page, chat open")
     visitor.keyboard.type(CRISIS)
     visitor.keyboard.press("Enter")
     expect(log).to_contain_text("Call 911 now")
@@ -136,4 +109,5 @@ def test_on_a_phone_the_panel_fills_the_width_and_speaks_spanish_when_the_browse
     phone.get_by_role("button", name="Enviar").click()
     expect(log.locator(".m-bot")).to_have_count(2)
     expect(log).to_contain_text("(562) 573-1504")
+    axe(phone, "chat demo page on a phone, in Spanish")
     phone.screenshot(path=str(DOCS / "chat-widget-phone.png"))

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Inbound
-from bot.core.states import OPEN_STATUSES, Author, Channel, DecisionKind, Direction
+from bot.core.states import OPEN_STATUSES, Author, Channel, DecisionKind, Direction, EscalationStatus
 from bot.phones import callback_number
 from bot.staff import actions
 from bot.store.limits import Limit
@@ -76,7 +76,9 @@ def _conversation_state(s: Session, contact_id: int) -> dict:
     esc = _open_escalation(s, contact_id)
     staff = s.scalar(select(func.count(Message.id)).where(
         Message.contact_id == contact_id, Message.direction == Direction.OUT, Message.kind == Author.STAFF))
-    return {"escalated": esc is not None, "staff_joined": bool(staff)}
+    # A claim is a staff member joining: the widget says so then, not only at their first message.
+    claimed = esc is not None and esc.status == EscalationStatus.CLAIMED
+    return {"escalated": esc is not None, "staff_joined": bool(staff) or claimed}
 
 
 def _after() -> int:

@@ -9,7 +9,8 @@ changes go through ``bot.staff.actions``, which writes the audit entry in the sa
 The views live in small modules that register on ``bp`` when imported (as in microblog):
 ``auth`` (login, logout, the login manager), ``queue``, ``escalations`` (one escalation and what
 staff do to it), ``records`` (contacts, search, audit, outbox), ``texter`` (the test texter),
-``filters`` (template filters and globals) and ``problems`` (the banner).
+``oncall`` (the on-call panel), ``metrics`` (the numbers page and CSV), ``filters`` (template filters
+and globals) and ``problems`` (the banner).
 """
 
 from __future__ import annotations
@@ -33,4 +34,4 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
 
 
-from bot.web.dashboard import auth, escalations, filters, queue, records, texter  # noqa: E402,F401  (routes)
+from bot.web.dashboard import auth, escalations, filters, metrics, oncall, queue, records, texter  # noqa: E402,F401  (routes)

@@ -81,6 +81,7 @@ def no_store(resp):
 def csrf_failed(err: CSRFError):
     """A stale or missing form token: say so plainly instead of a bare 400."""
     logger.info("CSRF check failed on %s: %s", request.path, err.description)
+    use_csp(PAGE_CSP)  # CSRF is checked before the blueprint's hook chose the page policy
     if wants_json():
         return jsonify(error="csrf", reason=err.description), 400
     return render_template("dashboard/error.html", title="Form expired",

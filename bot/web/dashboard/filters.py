@@ -34,6 +34,21 @@ def age_filter(dt: datetime | None) -> str:
     return f"{hours // 24} d {hours % 24} h"
 
 
+@bp.app_template_filter("duration")
+def duration_filter(seconds: float | None) -> str:
+    """'45 s', '3 min 20 s', '1 h 5 min' for a number of seconds."""
+    if seconds is None:
+        return ""
+    secs = int(round(seconds))
+    if secs < 60:
+        return f"{secs} s"
+    mins, rest = divmod(secs, 60)
+    if mins < 60:
+        return f"{mins} min {rest} s" if rest else f"{mins} min"
+    hours, mins = divmod(mins, 60)
+    return f"{hours} h {mins} min" if mins else f"{hours} h"
+
+
 @bp.app_template_filter("iso")
 def iso_filter(dt: datetime | None) -> str:
     """ISO 8601 in UTC for <time datetime=...> (the script shows it in the browser's time zone)."""
@@ -44,6 +59,35 @@ def iso_filter(dt: datetime | None) -> str:
 def channel_label_filter(channel: str | None) -> str:
     """How staff read a channel name: 'web' is 'web chat'."""
     return channel_spec(channel).label if channel else ""
+
+
+KIND_LABELS = {
+    "suicide": "suicide", "self_harm": "self-harm", "overdose": "overdose", "medical": "medical",
+    "violence": "violence", "distress": "distress",
+}
+
+
+@bp.app_template_filter("kind_label")
+def kind_label_filter(kind: str | None) -> str:
+    """How staff read a crisis kind: 'self_harm' is 'self-harm'."""
+    return KIND_LABELS.get(kind or "", (kind or "").replace("_", " "))
+
+
+@bp.app_template_filter("channel_spec")
+def channel_spec_filter(channel: str | None):
+    """What a stored channel can do (texts back, training...)."""
+    return channel_spec(channel)
+
+
+DELIVERY_WORDS = {"pending": "waiting to send", "sending": "sending", "sent": "sent", "delivered": "delivered",
+                  "undelivered": "NOT delivered", "failed": "FAILED", "cancelled": "cancelled"}
+
+
+def delivery_text(info: dict, channel: str | None) -> str:
+    """'SMS delivered', 'WhatsApp waiting to send', 'SMS FAILED: ...' for an outbound row."""
+    word = DELIVERY_WORDS.get(info["status"], info["status"])
+    label = channel_spec(channel).label if channel and channel_spec(channel).texts_back else "SMS"
+    return f"{label} {word}" + (f": {info['error']}" if info.get("error") else "")
 
 
 @bp.app_template_filter("utc")
@@ -57,4 +101,4 @@ def dashboard_globals():
     """What every dashboard template may use."""
     content = ext().helpline.bot.content
     return {"outcome_labels": OUTCOME_LABELS, "mask": mask, "dashboard_problems": problems,
-            "clinic_short_name": content.clinic_short_name}
+            "clinic_short_name": content.clinic_short_name, "delivery_text": delivery_text}

@@ -16,13 +16,12 @@ from wtforms import HiddenField, IntegerField, PasswordField, StringField, TextA
 from wtforms.validators import AnyOf, DataRequired, Length, NumberRange, Optional, ValidationError
 
 from bot.phones import texter_number
-from bot.staff.actions import MAX_REPLY, OUTCOMES
+from bot.staff.actions import MAX_NOTE, MAX_REPLY, OUTCOMES
 
 DEFAULT_TEST_NUMBER = "+15550001234"
 BAD_TEST_NUMBER = ("A test number is 7 to 15 digits, optionally starting with +, and must look like a phone "
                    f"number (e.g. {DEFAULT_TEST_NUMBER}).")
 MAX_TEST_TEXT = 2000
-MAX_NOTE = 4000
 
 
 def _strip(value):
@@ -62,12 +61,24 @@ class LoginForm(FlaskForm):
 
 
 class ActionForm(FlaskForm):
-    """A button: logout, claim, hand back, release (only the CSRF token)."""
+    """A button: logout, claim (only the CSRF token)."""
 
 
 # --- one escalation -----------------------------------------------------------------------------------
 
-class ReplyForm(FlaskForm):
+class OwnedForm(FlaskForm):
+    """An action on a claimed escalation. ``owner_ack`` is the owner's id, ticked by an admin who acts
+    on a colleague's claim (and read off the page they saw, so a claim that changed hands meanwhile
+    is refused)."""
+
+    owner_ack = IntegerField("I am acting on their claim", validators=[Optional()])
+
+
+class OwnedActionForm(OwnedForm):
+    """Hand back, release: a button on a claimed escalation."""
+
+
+class ReplyForm(OwnedForm):
     """A staff reply to the texter."""
 
     body = TextAreaField("Reply", filters=[_strip], validators=[
@@ -75,7 +86,28 @@ class ReplyForm(FlaskForm):
         Length(max=MAX_REPLY, message=f"a reply can be at most {MAX_REPLY} characters")])
 
 
-class ResolveForm(FlaskForm):
+class TransferForm(OwnedForm):
+    """Hand a claimed conversation to a named colleague."""
+
+    to = IntegerField("Colleague", validators=[DataRequired("choose a colleague")])
+
+
+class NoteForm(FlaskForm):
+    """An internal note: staff-only, never sent."""
+
+    body = TextAreaField("Internal note", filters=[_strip], validators=[
+        DataRequired("a note needs text"),
+        Length(max=MAX_NOTE, message=f"a note can be at most {MAX_NOTE} characters")])
+
+
+class OnCallForm(FlaskForm):
+    """Put a staff member on or off call."""
+
+    staff = IntegerField("Staff", validators=[DataRequired("choose a staff member")])
+    on = StringField("On call", validators=[AnyOf(("on", "off"), message="on or off")])
+
+
+class ResolveForm(OwnedForm):
     """Close an escalation with an outcome and an optional note."""
 
     outcome = StringField("Outcome", filters=[_strip], validators=[

@@ -16,6 +16,7 @@ class Problem:
     level: str  # danger or warn
     text: str
     link: str | None = None
+    link_text: str = "See the local outbox."
 
 
 def problems() -> list[Problem]:
@@ -27,7 +28,8 @@ def problems() -> list[Problem]:
     for p in checks.get("problems", []):
         if p == "no staff on call":
             out.append(Problem("danger", "NO STAFF ON CALL: new crises page every active staff member. "
-                                         "Someone must go on call (helpline staff on-call EMAIL)."))
+                                         "Someone must go on call.", url_for("dashboard.on_call"),
+                               "Open the on-call panel."))
         elif p.startswith("no Twilio credentials"):
             out.append(Problem("danger", "SMS SENDING IS NOT CONFIGURED: pages and replies cannot be sent. "
                                          "Watch this screen and phone texters instead."))

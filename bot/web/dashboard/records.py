@@ -35,10 +35,12 @@ def contact_poll(contact_id: int):
     """New transcript rows for a contact (contact page and test texter)."""
     after = parse_id(request.args.get("after"))
     with ext().db.session() as s:
-        if s.get(Contact, contact_id) is None:
+        c = s.get(Contact, contact_id)
+        if c is None:
             abort(404)
         new = contact_messages(s, contact_id, after=after)
-        html = render_template("dashboard/_messages.html", messages=new, delivery=delivery(s, new), esc=None)
+        html = render_template("dashboard/_messages.html", messages=new, delivery=delivery(s, new), esc=None,
+                               channel=c.channel)
     return jsonify(last_id=max([after, *(m.id for m in new)]), html=html,
                    new_inbound=sum(1 for m in new if m.direction == Direction.IN), state="")
 

@@ -45,7 +45,7 @@
     ".head{display:flex;align-items:flex-start;gap:8px;padding:12px 12px 10px 16px;background:#1d5f6e;color:#fff}",
     ".head div{flex:1;min-width:0}",
     ".head h2{margin:0;font-size:16px;font-weight:700;line-height:1.3}",
-    ".status{margin:2px 0 0;font-size:13px;opacity:.95}",
+    ".status{margin:2px 0 0;font-size:13px}",
     ".status.joined::before{content:'';display:inline-block;width:8px;height:8px;border-radius:50%;",
     "background:#7ee2a8;margin-right:6px}",
     ".x{flex:none;width:36px;height:36px;border:0;border-radius:8px;background:transparent;color:#fff;",
