@@ -1,4 +1,4 @@
-"""The ``helpline`` command: serve, simulate, triage, check-content, db upgrade."""
+"""The ``helpline`` command: serve, worker, simulate, triage, check, staff, spool, purge, db upgrade."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def serve(host: str, port: int) -> None:
     from bot.staff.dispatcher import start_in_thread
     from bot.web import InsecureConfiguration, UnmigratedDatabase, create_app
     try:
-        app = create_app(refuse_insecure=True)
+        app = create_app(refuse_insecure=True, background=True)
     except (InsecureConfiguration, UnmigratedDatabase) as exc:
         raise click.ClickException(str(exc))
     ext = app.extensions["helpline"]
@@ -87,9 +87,24 @@ def check() -> None:
         click.echo("WARNING: TWILIO_ACCOUNT_SID/TWILIO_PHONE_NUMBER missing: staff cannot be paged", err=True)
     if settings.dev:
         click.echo("NOTE: HELPLINE_DEV=1 (development mode) is on", err=True)
+    _report_spool(settings)
     if problems:
         raise SystemExit(1)
     click.echo("configuration OK")
+
+
+def _report_spool(settings: Settings) -> None:
+    """What the outage spool holds (a warning, never a failed check: the web must still start)."""
+    if not settings.spool_path.exists():
+        return
+    from bot.store.spool import Spool
+    from bot.web.health import dead_letter_problem
+    held = Spool(settings.spool_path).counts()
+    if held.dead:
+        click.echo(f"WARNING: {dead_letter_problem(held.dead, held.dead_crises)}", err=True)
+    if held.pending:
+        click.echo(f"WARNING: {held.pending} message(s) from a database outage are waiting to be stored "
+                   "(replayed by the web app once the database answers)", err=True)
 
 
 @main.command("check-content")
@@ -130,10 +145,9 @@ def worker(interval: float, once: bool) -> None:
 
 
 def logging_setup() -> None:
-    """INFO logs to stderr, as the web app does."""
-    import logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # request dumps at INFO
+    """INFO logs to stderr, one line per record, as the web app does."""
+    from bot import logs
+    logs.setup()
 
 
 @main.command()
@@ -243,6 +257,96 @@ def purge(older_than: str | None) -> None:
     report = run_purge(Database(settings.sqlalchemy_url), age)
     click.echo(f"purged before {report.cutoff:%Y-%m-%d %H:%M} UTC: {report.messages} message bodies, "
                f"{report.outbox} outbound texts, {report.notes} notes, {report.contacts} numbers")
+
+
+@main.group()
+def spool() -> None:
+    """The outage spool: messages received while the database failed, and dead letters."""
+
+
+def _spool():
+    from bot.store.spool import Spool
+    return Spool(Settings.from_env().spool_path)
+
+
+def _entry_line(e) -> str:
+    from bot.store.models import mask
+    verdict = (e.severity or "").upper() or "-"
+    error = f"  {e.error}" if e.error else ""
+    return (f"#{e.id:<5} {e.state:<7} {e.received_at:%Y-%m-%d %H:%M:%S} {mask(e.msg.sender):<9} {e.msg.channel:<8} "
+            f"{verdict:<9} tries={e.attempts}{error}")
+
+
+@spool.command("list")
+@click.option("--all", "everything", is_flag=True, help="Also entries still waiting to be replayed.")
+def spool_list(everything: bool) -> None:
+    """Dead letters (and with --all, waiting entries): id, state, received, masked sender, verdict, error."""
+    from bot.store.spool import DEAD
+    entries = _spool().entries(None if everything else DEAD)
+    for e in entries:
+        click.echo(_entry_line(e))
+    if not entries:
+        click.echo("nothing in the spool" if everything else "no dead letters")
+
+
+@spool.command("show")
+@click.argument("entry_id", type=click.IntRange(1, 2**62))
+@click.option("--body", is_flag=True, help="Print the message text too (it is health information: mind who sees it).")
+def spool_show(entry_id: int, body: bool) -> None:
+    """One entry: where it came from, why it could not be stored, what in its text a database refuses."""
+    from bot.store.text import REPLACEMENT, storable
+    e = _spool().entry(entry_id)
+    if e is None:
+        raise click.ClickException(f"no spool entry {entry_id}")
+    click.echo(_entry_line(e))
+    text = e.msg.body or ""
+    bad = [i for i, (a, b) in enumerate(zip(text, storable(text))) if a != b and b == REPLACEMENT]
+    click.echo(f"message id {e.msg.message_id!r}, {len(text)} characters, media {e.msg.media_count}")
+    click.echo(f"characters a database refuses: {len(bad)}" + (f" at {bad[:10]}" if bad else ""))
+    if body:
+        click.echo("text: " + (text.encode("unicode_escape").decode("ascii") if bad else text))
+
+
+@spool.command("retry")
+@click.argument("entry_ids", nargs=-1, type=click.IntRange(1, 2**62))
+@click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+@click.option("--clean", is_flag=True, help="First replace what no database can store (NUL, lone surrogates).")
+def spool_retry(entry_ids: tuple[int, ...], everything: bool, clean: bool) -> None:
+    """Put dead letters back in line and replay the spool now."""
+    from bot.store.spool import DEAD
+    from bot.web import create_app
+    store = _spool()
+    ids = [e.id for e in store.entries(DEAD)] if everything else list(entry_ids)
+    if not ids:
+        raise click.ClickException("name the entries to retry, or --all")
+    for entry_id in ids:
+        if not store.retry(entry_id, clean=clean):
+            raise click.ClickException(f"no spool entry {entry_id}")
+    helpline = create_app(Settings.from_env()).extensions["helpline"].helpline
+    stored = helpline.replay_spool(budget=60.0, wait=10.0)
+    left = [e.id for e in store.entries() if e.id in set(ids)]
+    click.echo(f"stored {stored} message(s); still in the spool: {left or 'none'}")
+    if left:
+        raise SystemExit(1)
+
+
+@spool.command("drop")
+@click.argument("entry_id", type=click.IntRange(1, 2**62))
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+def spool_drop(entry_id: int, reason: str) -> None:
+    """Delete one entry for good, with an audit entry saying why (read it with 'show --body' first)."""
+    from bot.staff.actions import audit
+    from bot.store.db import Database
+    from bot.store.models import mask
+    store = _spool()
+    e = store.entry(entry_id)
+    if e is None:
+        raise click.ClickException(f"no spool entry {entry_id}")
+    with Database(Settings.from_env().sqlalchemy_url).session() as s:
+        audit(s, None, "spool_dropped", None, f"spool entry {entry_id} from {mask(e.msg.sender)} received "
+                                              f"{e.received_at:%Y-%m-%d %H:%M} UTC: {reason[:500]}")
+    store.drop(entry_id)
+    click.echo(f"dropped spool entry {entry_id}")
 
 
 @main.group()
