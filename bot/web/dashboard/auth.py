@@ -43,6 +43,8 @@ def safe_next(target: str | None) -> str | None:
     if not target:
         return None
     target = target.rstrip("?")
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7f for ch in target):
+        return None  # CR/LF would split the Location header; spaces and controls never belong in a path
     if target.startswith("/dashboard") and not target.startswith("//") and "\\" not in target:
         return target
     return None
