@@ -314,3 +314,64 @@ def test_a_crisis_texted_three_times_in_an_outage_is_one_escalation_paged_once_a
         assert s.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == "page")) == 1
         # Paged at replay time, not at the time the text came: no immediate re-page.
         assert utcnow() - aware(esc.last_paged_at) < timedelta(minutes=1)
+
+
+# --- web chat through an outage -----------------------------------------------------------------
+
+def chat(faulty, ip: str = "203.0.113.9") -> tuple[dict, dict]:
+    client = faulty.app.test_client()
+    started = client.post("/chat/api/start", json={}, environ_base={"REMOTE_ADDR": ip}).get_json()
+    return started, {"Authorization": f"Bearer {started['token']}"}
+
+
+def say(faulty, auth: dict, text: str, ip: str = "203.0.113.9"):
+    return faulty.app.test_client().post("/chat/api/messages", json={"text": text}, headers=auth,
+                                         environ_base={"REMOTE_ADDR": ip})
+
+
+@pytest.mark.parametrize("mode", [REFUSE, HANG])
+def test_web_chat_survives_an_outage_like_sms(faulty, mode):
+    started, auth = chat(faulty)
+    faulty.fault(mode)
+    resp, took = timed(say, faulty, auth, "i took 30 valium")
+    assert resp.status_code == 200 and took < BOUND
+    data = resp.get_json()
+    assert "911" in data["reply"] and data["escalated"] is True
+    assert [m["text"] for m in data["messages"]] == [data["reply"]]
+    client = faulty.app.test_client()
+    assert client.get("/chat/api/messages", headers=auth).status_code in (200, 503)  # an unwritable file still reads
+    down = client.post("/chat/api/start", json={})
+    assert down.status_code == 503 and "(562) 573-1504" in down.get_json()["message"]
+    assert "911" in down.get_json()["message"] and "988" in down.get_json()["message"]
+
+    faulty.recover()
+    faulty.ext.helpline.replay_spool()
+    with faulty.db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        assert esc.channel == "web" and esc.contact.address == f"web:{started['conversation']}"
+        assert s.scalar(select(func.count()).select_from(Outbox).where(Outbox.kind == "page")) == 1
+    messages = client.get("/chat/api/messages", headers=auth, query_string={"history": 1}).get_json()["messages"]
+    assert [m["text"] for m in messages if m["kind"] == "visitor"] == ["i took 30 valium"]
+
+
+def test_during_an_outage_a_forged_or_expired_chat_token_is_not_trusted(faulty):
+    _, auth = chat(faulty)
+    faulty.fault(REFUSE)
+    token = auth["Authorization"].split()[1]
+    public_id, expiry, nonce, mac = token.split(".")
+    forged = f"{int(public_id) + 1:016d}.{expiry}.{nonce}.{mac}"
+    expired = f"{public_id}.{int(time.time()) - 1}.{nonce}.{mac}"
+    for bad in (forged, expired, "an-old-style-token"):
+        # 503 when the database cannot be asked; 401 when it can still be read (an unwritable SQLite file).
+        assert say(faulty, {"Authorization": f"Bearer {bad}"}, "i took 30 valium").status_code in (401, 503)
+    assert faulty.spool.counts().pending == 0
+
+
+def test_chat_limits_hold_while_the_database_is_down_but_never_for_a_crisis(faulty):
+    _, auth = chat(faulty)
+    faulty.fault(REFUSE)
+    codes = [say(faulty, auth, "what are your hours").status_code for _ in range(14)]
+    assert codes.count(200) == 12 and codes[12:] == [429, 429]
+    crisis = say(faulty, auth, "i took 30 valium")
+    assert crisis.status_code == 200 and "911" in crisis.get_json()["reply"]
+    assert faulty.spool.counts().pending == 13  # refused messages are not kept, as when the database is up
