@@ -230,14 +230,67 @@ def staff_on_call(email, state) -> None:
 @staff.command("remove")
 @click.argument("email")
 def staff_remove(email) -> None:
-    """Deactivate EMAIL (kept for the audit log)."""
+    """Deactivate EMAIL and end their sessions (kept for the audit log)."""
+    from bot.staff.actions import audit
     accounts, database = _accounts()
     try:
         with database.session() as s:
-            accounts.remove_staff(s, email)
+            person = accounts.remove_staff(s, email)
+            audit(s, person, "staff_removed", None, "by an admin; sessions ended")
     except accounts.AccountError as exc:
         raise click.ClickException(str(exc))
     click.echo(f"{email} removed")
+
+
+@staff.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def staff_password(email, password_stdin) -> None:
+    """Set a new password for EMAIL; every session of the account ends (a copied cookie stops working)."""
+    from bot.staff.actions import audit
+    accounts, database = _accounts()
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
+        "New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with database.session() as s:
+            person, ended = accounts.change_password(s, email, password)
+            audit(s, person, "password_changed", None, f"{ended} session(s) ended")
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"password changed for {email}; {ended} session(s) ended")
+
+
+@staff.command("logout")
+@click.argument("email")
+def staff_logout(email) -> None:
+    """End every dashboard session of EMAIL (a lost phone or laptop)."""
+    from bot.staff.actions import audit
+    from bot.staff.sessions import revoke_all
+    accounts, database = _accounts()
+    with database.session() as s:
+        person = accounts.find(s, email)
+        if person is None:
+            raise click.ClickException(f"no staff member {email}")
+        ended = revoke_all(s, person.id)
+        audit(s, person, "sessions_revoked", None, f"{ended} session(s) ended by an admin")
+    click.echo(f"{ended} session(s) of {email} ended")
+
+
+@staff.command("unlock")
+@click.argument("email")
+@click.option("--address", default=None, help="Also clear one client address's failed logins.")
+def staff_unlock(email, address) -> None:
+    """Clear EMAIL's failed logins from every address, so its login is neither locked nor slowed."""
+    from bot.staff.logins import unlock
+    from bot.store.limits import Limiter
+    settings = Settings.from_env()
+    if not settings.secret_key:
+        raise click.ClickException("SECRET_KEY is not set: failed logins are counted per web process with a "
+                                   "random key; restarting the web app clears them")
+    accounts, database = _accounts()
+    with database.session() as s:
+        cleared = unlock(s, Limiter(settings.secret_key), email, address)
+    click.echo(f"{email} unlocked ({cleared} counter(s) cleared)")
 
 
 @main.command()
