@@ -154,3 +154,37 @@ def test_a_login_next_with_cr_or_lf_is_ignored_not_a_500(app, db, target):
     resp = login(client, "ann@clinic.test", next=target.replace("%0d%0a", "\r\n"))
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/dashboard/")
     assert client.get("/dashboard/login", query_string={"next": "/dashboard/\r\nx"}).status_code == 302
+
+
+# --- chat limits: one database counter, under concurrency, for every tier but a paging crisis ---
+
+def test_concurrent_chat_messages_cannot_exceed_the_conversation_limit(app, client):
+    import threading
+    token = client.post("/chat/api/start", json={}).get_json()["token"]
+    codes, lock = [], threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def send(n):
+        c = app.test_client()
+        barrier.wait() if n < 8 else None
+        code = c.post("/chat/api/messages", json={"text": "what are your hours"},
+                      headers={"Authorization": f"Bearer {token}"}).status_code
+        with lock:
+            codes.append(code)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(18)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert codes.count(200) == 12 and codes.count(429) == 6  # the break test saw 14 of 12
+
+
+def test_review_tier_chat_messages_count_toward_the_address_limit(client):
+    codes = []
+    for n in range(7):  # several conversations from one address, each under its own limit
+        token = client.post("/chat/api/start", json={}).get_json()["token"]
+        for _ in range(9):
+            codes.append(client.post("/chat/api/messages", json={"text": "i cant do this anymore"},
+                                     headers={"Authorization": f"Bearer {token}"}).status_code)
+    assert codes.count(200) == 60 and codes[60:] == [429, 429, 429]
