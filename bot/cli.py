@@ -131,10 +131,11 @@ def worker(interval: float, once: bool) -> None:
 
     from bot.core.content import load_cached
     from bot.staff.dispatcher import Dispatcher
-    from bot.store.db import Database
+    from bot.store.db import SESSION_SECONDS, Database
     settings = Settings.from_env()
     logging_setup()
-    dispatcher = Dispatcher(Database(settings.sqlalchemy_url), settings, load_cached(str(settings.replies_dir)))
+    database = Database(settings.sqlalchemy_url, session_seconds=SESSION_SECONDS)
+    dispatcher = Dispatcher(database, settings, load_cached(str(settings.replies_dir)))
     if once:
         click.echo(f"sent {dispatcher.tick()}")
         return

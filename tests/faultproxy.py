@@ -41,17 +41,18 @@ class FaultProxy:
     # -- control -------------------------------------------------------------------------
     def set(self, mode: str) -> None:
         """Switch to ``up``, ``refuse`` or ``hang``."""
-        if self.mode == HANG and mode != HANG:
-            self._reset_all()  # connections that sat through the hang are dead to their clients
         with self._cond:
             previous, self.mode = self.mode, mode
+            # Connections that sat through a hang are dead to their clients; taken in the same lock as
+            # the switch, so one accepted during the hang cannot slip through unreset.
+            stale, self._conns = (list(self._conns), set()) if previous == HANG and mode != HANG else ([], self._conns)
             self._cond.notify_all()
+        for conn in stale:
+            _reset(conn)
         if mode == REFUSE:
             self._close_listener()
             self._reset_all()
-        elif mode == HANG and previous == REFUSE:
-            self._listen()
-        elif mode == UP and previous == REFUSE:
+        elif previous == REFUSE:
             self._listen()
 
     def close(self) -> None:
@@ -127,9 +128,14 @@ class FaultProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST, as a vanished host's kernel would."""
+    """Close with RST, as a vanished host's kernel would.
+
+    Shut down first: close() alone leaves a socket open while another thread is blocked in recv()
+    on it, and the client would never hear of it.
+    """
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
     try:

@@ -45,6 +45,7 @@ POOL_TIMEOUT = 2.0  # seconds waiting for a pooled connection
 SQLITE_BUSY_TIMEOUT = 15.0  # seconds, when no deadline is set (CLI, migrations, the dispatcher)
 SLOW_FAILURE = 1.0  # a failure that took this long opens the breaker...
 COOLDOWN = 2.0  # ...for this long, then one session probes
+SESSION_SECONDS = 30.0  # the bound for sessions outside a request (dispatcher, replayer) in long-running processes
 # SQLite errors after which a pooled connection is useless even once the disk is fine again
 # (a connection opened while the file was read-only stays read-only).
 _SQLITE_BROKEN = ("disk I/O error", "readonly database", "unable to open database file")
@@ -143,7 +144,8 @@ class Watchdog:
                 self._heap = []
                 threading.Thread(target=self._run, name="db-watchdog", daemon=True).start()
             heapq.heappush(self._heap, (when, next(self._seq), handle))
-            self._cond.notify()
+            if self._heap[0][2] is handle:
+                self._cond.notify()  # the new deadline comes first: the thread must wake earlier
         return handle
 
     @staticmethod
@@ -153,7 +155,11 @@ class Watchdog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._heap or self._heap[0][0] > time.monotonic():
+                while True:
+                    while self._heap and self._heap[0][2][0] is None:
+                        heapq.heappop(self._heap)  # disarmed: nothing to wait for
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
                     self._cond.wait(None if not self._heap else self._heap[0][0] - time.monotonic())
                 _, _, handle = heapq.heappop(self._heap)
                 callback, handle[0] = handle[0], None
@@ -184,8 +190,11 @@ class DeadlineLock:
 class Database:
     """An engine and a session factory for one database URL, with bounded waits."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, session_seconds: float | None = None):
         self.url = url
+        # A bound for any session run outside a deadline (dispatcher passes, background replays):
+        # a connection the network black-holed is cut instead of stalling its thread for good.
+        self.session_seconds = session_seconds
         self.sqlite = url.startswith("sqlite")
         # hide_parameters: a failed INSERT must never print a message body or phone number in a log.
         kwargs: dict = {"hide_parameters": True}
@@ -245,6 +254,8 @@ class Database:
             raise DeadlineExceeded()
         if not self.breaker.allow():
             raise StorageUnavailable()
+        bounded = left is None and self.session_seconds is not None
+        previous = self.push_deadline(self.session_seconds) if bounded else None
         started = time.monotonic()
         try:
             with self.sessions() as s:
@@ -261,6 +272,9 @@ class Database:
             raise
         else:
             self.breaker.succeeded()
+        finally:
+            if bounded:
+                self.pop_deadline(previous)
 
     def _timed_out(self) -> bool:
         left = self.remaining()
