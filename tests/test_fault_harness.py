@@ -18,10 +18,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
-import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +94,7 @@ class Cluster:
         self.lock: WriteLockHolder | None = None
         self.frozen = False
         self.fake = FakeTwilio()
-        with __import__("socket").socket() as s:
+        with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.public = f"http://127.0.0.1:{port}"
