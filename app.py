@@ -2,4 +2,4 @@
 
 from bot.web import create_app
 
-app = create_app(refuse_insecure=True)
+app = create_app(refuse_insecure=True, background=True)

@@ -2,7 +2,8 @@
 
 Running: serve (development server), worker (the dispatcher), simulate (a terminal chat).
 Checking: check (configuration), check-content (replies/), triage (stdin to JSON verdicts).
-Operating: db upgrade, staff (add, list, on-call, remove), escalations, report, purge.
+Operating: db upgrade, staff (add, list, on-call, remove, password, logout, unlock), escalations,
+report, spool (the outage journal), purge.
 README.md documents each (``tests/test_docs.py`` fails when one is missing there or here).
 """
 
@@ -35,7 +36,7 @@ def serve(host: str, port: int) -> None:
     from bot.staff.dispatcher import start_in_thread
     from bot.web import InsecureConfiguration, UnmigratedDatabase, create_app
     try:
-        app = create_app(refuse_insecure=True)
+        app = create_app(refuse_insecure=True, background=True)
     except (InsecureConfiguration, UnmigratedDatabase) as exc:
         raise click.ClickException(str(exc))
     ext = app.extensions["helpline"]
@@ -155,9 +156,24 @@ def check(allow_no_paging: bool) -> None:
         click.echo(f"{'NOTE' if allow_no_paging else 'NOBODY CAN BE PAGED'}: {p}", err=True)
     if settings.dev:
         click.echo("NOTE: HELPLINE_DEV=1 (development mode) is on", err=True)
+    _report_spool(settings)
     if problems or (paging and not allow_no_paging):
         raise SystemExit(1)
     click.echo("configuration OK" + (" (nobody can be paged, as allowed)" if paging else ""))
+
+
+def _report_spool(settings: Settings) -> None:
+    """What the outage spool holds (a warning, never a failed check: the web must still start)."""
+    if not settings.spool_path.exists():
+        return
+    from bot.store.spool import Spool
+    from bot.web.health import dead_letter_problem
+    held = Spool(settings.spool_path).counts()
+    if held.dead:
+        click.echo(f"WARNING: {dead_letter_problem(held.dead, held.dead_crises)}", err=True)
+    if held.pending:
+        click.echo(f"WARNING: {held.pending} message(s) from a database outage are waiting to be stored "
+                   "(replayed by the web app once the database answers)", err=True)
 
 
 @main.command("check-content")
@@ -184,10 +200,11 @@ def worker(interval: float, once: bool) -> None:
 
     from bot.core.content import load_cached
     from bot.staff.dispatcher import Dispatcher
-    from bot.store.db import Database
+    from bot.store.db import SESSION_SECONDS, Database
     settings = Settings.from_env()
     logging_setup()
-    dispatcher = Dispatcher(Database(settings.sqlalchemy_url), settings, load_cached(str(settings.replies_dir)))
+    database = Database(settings.sqlalchemy_url, session_seconds=SESSION_SECONDS)
+    dispatcher = Dispatcher(database, settings, load_cached(str(settings.replies_dir)))
     if once:
         click.echo(f"sent {dispatcher.tick()}")
         return
@@ -198,10 +215,9 @@ def worker(interval: float, once: bool) -> None:
 
 
 def logging_setup() -> None:
-    """INFO logs to stderr, as the web app does."""
-    import logging
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # request dumps at INFO
+    """INFO logs to stderr, one line per record, as the web app does."""
+    from bot import logs
+    logs.setup()
 
 
 @main.command()
@@ -306,14 +322,67 @@ def staff_on_call(email, state) -> None:
 @staff.command("remove")
 @click.argument("email")
 def staff_remove(email) -> None:
-    """Deactivate EMAIL (kept for the audit log)."""
+    """Deactivate EMAIL and end their sessions (kept for the audit log)."""
+    from bot.staff.actions import audit
     accounts, database = _accounts()
     try:
         with database.session() as s:
-            accounts.remove_staff(s, email)
+            person = accounts.remove_staff(s, email)
+            audit(s, person, "staff_removed", None, "by an admin; sessions ended")
     except accounts.AccountError as exc:
         raise click.ClickException(str(exc))
     click.echo(f"{email} removed")
+
+
+@staff.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+def staff_password(email, password_stdin) -> None:
+    """Set a new password for EMAIL; every session of the account ends (a copied cookie stops working)."""
+    from bot.staff.actions import audit
+    accounts, database = _accounts()
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
+        "New password", hide_input=True, confirmation_prompt=True)
+    try:
+        with database.session() as s:
+            person, ended = accounts.change_password(s, email, password)
+            audit(s, person, "password_changed", None, f"{ended} session(s) ended")
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"password changed for {email}; {ended} session(s) ended")
+
+
+@staff.command("logout")
+@click.argument("email")
+def staff_logout(email) -> None:
+    """End every dashboard session of EMAIL (a lost phone or laptop)."""
+    from bot.staff.actions import audit
+    from bot.staff.sessions import revoke_all
+    accounts, database = _accounts()
+    with database.session() as s:
+        person = accounts.find(s, email)
+        if person is None:
+            raise click.ClickException(f"no staff member {email}")
+        ended = revoke_all(s, person.id)
+        audit(s, person, "sessions_revoked", None, f"{ended} session(s) ended by an admin")
+    click.echo(f"{ended} session(s) of {email} ended")
+
+
+@staff.command("unlock")
+@click.argument("email")
+@click.option("--address", default=None, help="Also clear one client address's failed logins.")
+def staff_unlock(email, address) -> None:
+    """Clear EMAIL's failed logins from every address, so its login is neither locked nor slowed."""
+    from bot.staff.logins import unlock
+    from bot.store.limits import Limiter
+    settings = Settings.from_env()
+    if not settings.secret_key:
+        raise click.ClickException("SECRET_KEY is not set: failed logins are counted per web process with a "
+                                   "random key; restarting the web app clears them")
+    accounts, database = _accounts()
+    with database.session() as s:
+        cleared = unlock(s, Limiter(settings.secret_key), email, address)
+    click.echo(f"{email} unlocked ({cleared} counter(s) cleared)")
 
 
 @main.command()
@@ -333,6 +402,96 @@ def purge(older_than: str | None) -> None:
     report = run_purge(Database(settings.sqlalchemy_url), age)
     click.echo(f"purged before {report.cutoff:%Y-%m-%d %H:%M} UTC: {report.messages} message bodies, "
                f"{report.outbox} outbound texts, {report.notes} notes, {report.contacts} numbers")
+
+
+@main.group()
+def spool() -> None:
+    """The outage spool: messages received while the database failed, and dead letters."""
+
+
+def _spool():
+    from bot.store.spool import Spool
+    return Spool(Settings.from_env().spool_path)
+
+
+def _entry_line(e) -> str:
+    from bot.store.models import mask
+    verdict = (e.severity or "").upper() or "-"
+    error = f"  {e.error}" if e.error else ""
+    return (f"#{e.id:<5} {e.state:<7} {e.received_at:%Y-%m-%d %H:%M:%S} {mask(e.msg.sender):<9} {e.msg.channel:<8} "
+            f"{verdict:<9} tries={e.attempts}{error}")
+
+
+@spool.command("list")
+@click.option("--all", "everything", is_flag=True, help="Also entries still waiting to be replayed.")
+def spool_list(everything: bool) -> None:
+    """Dead letters (and with --all, waiting entries): id, state, received, masked sender, verdict, error."""
+    from bot.store.spool import DEAD
+    entries = _spool().entries(None if everything else DEAD)
+    for e in entries:
+        click.echo(_entry_line(e))
+    if not entries:
+        click.echo("nothing in the spool" if everything else "no dead letters")
+
+
+@spool.command("show")
+@click.argument("entry_id", type=click.IntRange(1, 2**62))
+@click.option("--body", is_flag=True, help="Print the message text too (it is health information: mind who sees it).")
+def spool_show(entry_id: int, body: bool) -> None:
+    """One entry: where it came from, why it could not be stored, what in its text a database refuses."""
+    from bot.store.text import REPLACEMENT, storable
+    e = _spool().entry(entry_id)
+    if e is None:
+        raise click.ClickException(f"no spool entry {entry_id}")
+    click.echo(_entry_line(e))
+    text = e.msg.body or ""
+    bad = [i for i, (a, b) in enumerate(zip(text, storable(text))) if a != b and b == REPLACEMENT]
+    click.echo(f"message id {e.msg.message_id!r}, {len(text)} characters, media {e.msg.media_count}")
+    click.echo(f"characters a database refuses: {len(bad)}" + (f" at {bad[:10]}" if bad else ""))
+    if body:
+        click.echo("text: " + (text.encode("unicode_escape").decode("ascii") if bad else text))
+
+
+@spool.command("retry")
+@click.argument("entry_ids", nargs=-1, type=click.IntRange(1, 2**62))
+@click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+@click.option("--clean", is_flag=True, help="First replace what no database can store (NUL, lone surrogates).")
+def spool_retry(entry_ids: tuple[int, ...], everything: bool, clean: bool) -> None:
+    """Put dead letters back in line and replay the spool now."""
+    from bot.store.spool import DEAD
+    from bot.web import create_app
+    store = _spool()
+    ids = [e.id for e in store.entries(DEAD)] if everything else list(entry_ids)
+    if not ids:
+        raise click.ClickException("name the entries to retry, or --all")
+    for entry_id in ids:
+        if not store.retry(entry_id, clean=clean):
+            raise click.ClickException(f"no spool entry {entry_id}")
+    helpline = create_app(Settings.from_env()).extensions["helpline"].helpline
+    stored = helpline.replay_spool(budget=60.0, wait=10.0)
+    left = [e.id for e in store.entries() if e.id in set(ids)]
+    click.echo(f"stored {stored} message(s); still in the spool: {left or 'none'}")
+    if left:
+        raise SystemExit(1)
+
+
+@spool.command("drop")
+@click.argument("entry_id", type=click.IntRange(1, 2**62))
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+def spool_drop(entry_id: int, reason: str) -> None:
+    """Delete one entry for good, with an audit entry saying why (read it with 'show --body' first)."""
+    from bot.staff.actions import audit
+    from bot.store.db import Database
+    from bot.store.models import mask
+    store = _spool()
+    e = store.entry(entry_id)
+    if e is None:
+        raise click.ClickException(f"no spool entry {entry_id}")
+    with Database(Settings.from_env().sqlalchemy_url).session() as s:
+        audit(s, None, "spool_dropped", None, f"spool entry {entry_id} from {mask(e.msg.sender)} received "
+                                              f"{e.received_at:%Y-%m-%d %H:%M} UTC: {reason[:500]}")
+    store.drop(entry_id)
+    click.echo(f"dropped spool entry {entry_id}")
 
 
 @main.group()

@@ -102,6 +102,11 @@ class Settings:
         return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_phone_number)
 
     @property
+    def spool_path(self) -> Path:
+        """The outage spool: messages the database could not take, waiting to be stored."""
+        return self.instance_dir / "spool.sqlite3"
+
+    @property
     def sqlalchemy_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the instance folder."""
         if self.database_url:

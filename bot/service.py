@@ -8,9 +8,14 @@ still gets the crisis reply (or, for routine texts, a short "call us"), logged l
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
+import threading
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Sequence
+from uuid import uuid4
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,16 +24,21 @@ from sqlalchemy.orm import Session
 from bot.core.engine import Bot, Decision, Inbound, State
 from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, Tier, channel_spec,
                              rank)
-from bot.store.db import Database
+from bot.store.db import Database, DeadlineExceeded, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
-from bot.store.spool import Spool
+from bot.store.spool import DEAD_AFTER, Entry, Spool
 from bot.staff.paging import enqueue_round
-from bot.store.models import Contact, Escalation, Message, mask, utcnow
+from bot.store.models import Contact, Escalation, Message, mask, mask_numbers, utcnow
 
 logger = logging.getLogger(__name__)
 
 RECENT_LIMIT = 3
 ATTEMPTS = 3
+# Seconds of database work one message may take before it is answered from the core and spooled:
+# with a 2 s connect timeout on top, every answer leaves within 5 s (Twilio waits 15).
+STORE_SECONDS = 2.5
+REPLAY_IN_REQUEST = 1.0  # seconds a request spends storing its own sender's spooled texts first
+REPLAY_INTERVAL = 2.0  # seconds between background replays while the spool holds anything
 # The reply limit never silences these: crisis replies, compliance words and the language switch.
 NEVER_LIMITED = frozenset({DecisionKind.CRISIS, DecisionKind.HELP, DecisionKind.OPTOUT, DecisionKind.OPTIN,
                            DecisionKind.LANGUAGE})
@@ -84,51 +94,141 @@ class Helpline:
         ``limits`` are the caller's own limits as (limit, subject) pairs (web chat: per conversation,
         per address). A text over one of them is refused, unless it pages staff: a crisis is never
         refused.
+
+        Database work is bounded by ``STORE_SECONDS`` (``Database.deadline``); past it, or when
+        storage fails, the reply comes from the core and the message goes to the spool.
         """
         if self.db is None:
-            return self._without_storage(msg, reason="no database configured")
-        if self.spool is not None and self.spool.pending():
-            # Older texts first: a crisis sent during an outage must exist before the next text.
-            self.replay_spool()
-        for attempt in range(ATTEMPTS):
-            try:
-                return self._handle_stored(msg, limits=limits)
-            except IntegrityError:
-                # A concurrent delivery of the same MessageSid, or a race creating the contact or
-                # the open escalation: the next attempt sees the winner's rows.
-                logger.info("write race on attempt %d for %s; retrying", attempt + 1, mask(msg.sender))
-            except Exception:  # noqa: BLE001 - storage failure must not silence the reply
-                logger.exception("storage failed for a message from %s", mask(msg.sender))
-                return self._without_storage(msg, reason="storage error")
-        return self._without_storage(msg, reason="storage kept conflicting")
+            return self._without_storage(msg, reason="no database configured", limits=limits)
+        with self.db.deadline(STORE_SECONDS):
+            if self.spool is not None and self.spool.pending():
+                # Older texts first. This sender's own are waited for (a crisis sent during an outage must
+                # exist before the next text); others only if no other replayer is at them already.
+                mine = self.spool.pending(msg.sender)
+                self.replay_spool(budget=REPLAY_IN_REQUEST, wait=REPLAY_IN_REQUEST if mine else 0.0)
+            for attempt in range(ATTEMPTS):
+                try:
+                    return self._handle_stored(msg, limits=limits)
+                except IntegrityError:
+                    # A concurrent delivery of the same MessageSid, or a race creating the contact or
+                    # the open escalation: the next attempt sees the winner's rows.
+                    logger.info("write race on attempt %d for %s; retrying", attempt + 1, mask(msg.sender))
+                except Exception as exc:  # noqa: BLE001 - storage failure must not silence the reply
+                    if isinstance(exc, (StorageUnavailable, DeadlineExceeded)):
+                        logger.error("storage skipped for a message from %s: %s", mask(msg.sender), exc)
+                    else:
+                        logger.exception("storage failed for a message from %s", mask(msg.sender))
+                    return self._without_storage(msg, reason=f"storage error: {type(exc).__name__}", limits=limits)
+        return self._without_storage(msg, reason="storage kept conflicting", limits=limits)
 
-    def replay_spool(self) -> int:
-        """Store messages that arrived while the database was down; returns how many."""
+    def replay_spool(self, budget: float = 10.0, wait: float = 0.0) -> int:
+        """Store spooled messages, oldest first and one at a time; returns how many were stored.
+
+        Only one replayer runs at a time (a lease in the spool; ``wait`` seconds for it). An entry
+        is deleted only after the database has stored it. The database failing again pauses the
+        replay with the entry kept; an entry that fails for its own sake (a value the database
+        refuses) is tried ``DEAD_AFTER`` times, then set aside as a dead letter and the replay
+        moves on, so it can never block the entries behind it.
+        """
+        spool = self.spool
+        if spool is None or self.db is None:
+            return 0
+        holder = f"{os.getpid()}:{threading.get_ident()}"
         try:
-            entries = self.spool.take()
-        except OSError:
+            if not spool.lease(holder, wait=wait):
+                return 0
+        except sqlite3.Error:
             logger.exception("could not read the spool")
             return 0
         stored = 0
-        for i, (msg, received_at) in enumerate(entries):
-            try:
-                self._handle_stored(msg, replayed_at=received_at)
+        try:
+            end = time.monotonic() + budget
+            after = 0
+            while time.monotonic() < end:
+                entry = spool.next_pending(after)
+                if entry is None:
+                    break
+                after = entry.id
+                spool.lease(holder)  # renew
+                try:
+                    with self.db.deadline(STORE_SECONDS):
+                        self._store_replayed(entry)
+                except Exception as exc:  # noqa: BLE001
+                    if is_outage(exc):
+                        logger.warning("spool replay paused: the database is still failing (%s)", type(exc).__name__)
+                        break
+                    severity = self.bot.decide(entry.msg, State()).triage.severity
+                    if spool.failed(entry.id, _describe(exc), severity):
+                        logger.critical("spool entry %d (%s%s) could not be stored after %d tries: moved to the "
+                                        "dead letters; see 'helpline spool list'", entry.id, mask(entry.msg.sender),
+                                        f", {severity.upper()}" if severity else "", DEAD_AFTER)
+                    else:
+                        logger.error("spool entry %d could not be stored (%s); will try again", entry.id,
+                                     type(exc).__name__)
+                    continue
+                spool.delete(entry.id)
                 stored += 1
-            except IntegrityError:
-                stored += 1  # already stored through a Twilio retry
-            except Exception:  # noqa: BLE001
-                logger.exception("spool replay stopped; %d entries go back", len(entries) - i)
-                self.spool.give_back(entries[i:])
-                return stored
-        self.spool.done()
+        except sqlite3.Error:
+            logger.exception("could not read the spool")
+        finally:
+            try:
+                spool.release(holder)
+            except sqlite3.Error:
+                logger.exception("could not release the spool lease")
         if stored:
             logger.warning("replayed %d message(s) stored late after a database outage", stored)
         return stored
 
-    def _without_storage(self, msg: Inbound, reason: str) -> Outcome:
-        if self.spool is not None and self.db is not None:
-            self.spool.append(msg, utcnow().isoformat())
+    def _store_replayed(self, entry: Entry) -> Outcome:
+        limits = [(Limit(name, maximum, timedelta(seconds=window)), subject)
+                  for name, maximum, window, subject in entry.limits]
+        for attempt in range(ATTEMPTS):
+            try:
+                return self._handle_stored(entry.msg, replayed_at=entry.received_at.isoformat(), limits=limits)
+            except IntegrityError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def start_replayer(self, interval: float = REPLAY_INTERVAL) -> threading.Event:
+        """Replay the spool from a background thread every ``interval`` seconds while it holds anything.
+
+        The web entry points start one per process, so a spool drains after an outage even when
+        no new text arrives. Returns the event that stops it.
+        """
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.wait(interval):
+                try:
+                    if self.spool is not None and self.spool.pending():
+                        self.replay_spool()
+                except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                    logger.exception("background spool replay failed")
+
+        threading.Thread(target=run, name="spool-replayer", daemon=True).start()
+        return stop
+
+    def _without_storage(self, msg: Inbound, reason: str, limits: Sequence[tuple[Limit, str]] = ()) -> Outcome:
+        """The safety path: answer from the core alone, and journal the message for replay.
+
+        Flood limits still hold, counted in the spool: the caller's limits (never for a text that
+        pages staff) and the reply limit per sender (never for crisis, HELP or STOP replies).
+        """
         decision = self.bot.decide(msg, State())
+        now = utcnow()
+        spool = self.spool if self.db is not None else None
+        if spool is not None:
+            if not msg.message_id:
+                msg = replace(msg, message_id=f"SPOOL{uuid4().hex}")
+            try:
+                if limits and not decision.triage.pages and self._over_in_spool(limits, now):
+                    logger.warning("%s over its limit during an outage: refused", mask(msg.sender))
+                    return Outcome(None, decision, stored=False, refused=True)
+            except sqlite3.Error:
+                logger.exception("could not count limits in the spool")
+            spool.append(msg, now, [(limit.name, limit.max, limit.window.total_seconds(), subject)
+                                    for limit, subject in limits])
         if decision.triage.escalate:
             logger.critical(
                 "ESCALATION NOT STORED (%s): %s %s via rule %s; crisis reply sent, staff must check /healthz",
@@ -139,7 +239,23 @@ class Helpline:
             reply = decision.reply
         else:
             reply = self.bot.content.message("trouble", decision.language)
+        if reply and decision.kind not in NEVER_LIMITED and spool is not None and \
+                not channel_spec(msg.channel).training:
+            try:
+                if self._over_in_spool([(self.reply_limit, msg.sender)], now):
+                    logger.warning("reply limit reached for %s during an outage: no reply", mask(msg.sender))
+                    reply = None
+            except sqlite3.Error:
+                logger.exception("could not count the reply limit in the spool")
         return Outcome(reply, decision, stored=False)
+
+    def _over_in_spool(self, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
+        """Count one event against each limit in the spool's own counters; True when any is exceeded."""
+        over = False
+        for limit, subject in limits:
+            if limit.max > 0:
+                over = self.spool.hit(limit.name, self.limiter.key(subject), limit.window, now) > limit.max or over
+        return over
 
     def _handle_stored(self, msg: Inbound, replayed_at: str | None = None,
                        limits: Sequence[tuple[Limit, str]] = ()) -> Outcome:
@@ -162,12 +278,14 @@ class Helpline:
                           claimed=escalation is not None and escalation.status == EscalationStatus.CLAIMED)
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
-            if limits and not verdict.pages and self._over(s, limits, now):
+            if limits and not verdict.pages and self._over(s, limits, now) and replayed_at is None:
                 # The caller's flood limit. Never a crisis: those go through whatever the counters say.
                 logger.warning("%s over its limit: refused", contact.masked)
                 return Outcome(None, decision, stored=False, refused=True)
             if decision.reply and replayed_at is None:
                 decision = self._reply_limit(s, contact, decision, now)
+            elif decision.reply and decision.kind not in NEVER_LIMITED and not channel_spec(contact.channel).training:
+                self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
             contact.last_seen_at = now
             if decision.remember_language:
                 contact.language = decision.remember_language
@@ -182,7 +300,9 @@ class Helpline:
             s.add(inbound)
             s.flush()
             if verdict.escalate:
-                escalation = self._escalate(s, contact, escalation, inbound, decision, msg, now)
+                # A replayed crisis pages now, not when it came (the page says how long ago it came).
+                escalation = self._escalate(s, contact, escalation, inbound, decision, msg, now,
+                                            page_at=utcnow() if replayed_at else now)
                 inbound.escalation_id = escalation.id
                 if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                     self._hold(escalation, decision, now)
@@ -228,7 +348,7 @@ class Helpline:
         return replace(decision, kind=DecisionKind.LIMITED, reply=None)
 
     def _escalate(self, s: Session, contact: Contact, escalation: Escalation | None, inbound: Message,
-                  decision: Decision, msg: Inbound, now: datetime) -> Escalation:
+                  decision: Decision, msg: Inbound, now: datetime, page_at: datetime | None = None) -> Escalation:
         verdict = decision.triage
         if escalation is None:
             escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
@@ -238,7 +358,7 @@ class Helpline:
                                     first_message_id=inbound.id, created_at=now, updated_at=now)
             s.add(escalation)
             s.flush()
-            self._page_if_needed(s, escalation, now)
+            self._page_if_needed(s, escalation, page_at or now)
             return escalation
         escalation.message_count += 1
         escalation.updated_at = now
@@ -248,7 +368,7 @@ class Helpline:
         escalation.about_other = escalation.about_other or verdict.about_other
         known = [r for r in escalation.rules.split(",") if r]
         escalation.rules = ",".join([*known, *(r for r in verdict.rules if r not in known)])
-        self._page_if_needed(s, escalation, now)
+        self._page_if_needed(s, escalation, page_at or now)
         return escalation
 
     def _hold(self, escalation: Escalation, decision: Decision, now: datetime) -> None:
@@ -273,3 +393,9 @@ class Helpline:
         reply = s.scalar(select(Message.body).where(Message.reply_to_id == seen.id))
         logger.info("duplicate delivery %s ignored", seen.sid)
         return Outcome(reply, None, stored=True, duplicate=True, escalation_id=seen.escalation_id)
+
+
+def _describe(exc: BaseException) -> str:
+    """Why an entry failed, for the dead-letter list: the error's first line, numbers masked, no SQL."""
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {mask_numbers(first)}"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import xml.etree.ElementTree as ET
+from urllib.parse import quote_plus
 
 import pytest
 from sqlalchemy import func, select, text
@@ -24,6 +26,11 @@ OPT_OUT_WORDS = ["STOP", "stopall", "Unsubscribe", "CANCEL", "END", "QUIT", "REV
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+def sid(name: str) -> str:
+    """A MessageSid in Twilio's shape (SM + 32 hex digits), named for the test that uses it."""
+    return "SM" + hashlib.md5(name.encode()).hexdigest()
+
 
 def message(app, key: str, language: str = "en") -> str:
     """A fixed reply from the app's own content (replies/messages.*.toml)."""
@@ -187,11 +194,11 @@ def test_healthz_is_ok_normally(app, client):
 
 @pytest.mark.storage
 def test_a_retried_message_sid_is_answered_the_same_and_stored_once(sms, db):
-    first = sms.send(OVERDOSE, sid="SMretry")
-    second = sms.send(OVERDOSE, sid="SMretry")
+    first = sms.send(OVERDOSE, sid=sid("retry"))
+    second = sms.send(OVERDOSE, sid=sid("retry"))
     assert first.status == second.status == 200
     assert first.text and second.text == first.text
-    rows = inbound(db, "SMretry")
+    rows = inbound(db, sid("retry"))
     assert len(rows) == 1
     assert len(escalations(db)) == 1
     assert len(replies_to(db, rows[0].id)) == 1
@@ -208,9 +215,9 @@ def test_a_third_person_overdose_gets_the_crisis_reply(sms):
 
 @pytest.mark.storage
 def test_an_overdose_opens_an_emergency_escalation_linked_to_the_message(sms, db):
-    sms.send(OVERDOSE, sid="SMcrisis")
+    sms.send(OVERDOSE, sid=sid("crisis"))
     [esc] = escalations(db)
-    [msg] = inbound(db, "SMcrisis")
+    [msg] = inbound(db, sid("crisis"))
     assert esc.severity == "emergency" and esc.status == "open"
     assert esc.rule.startswith(("overdose.", "medical."))
     assert esc.first_message_id == msg.id
@@ -222,11 +229,11 @@ def test_an_overdose_opens_an_emergency_escalation_linked_to_the_message(sms, db
 @pytest.mark.storage
 def test_routine_texts_after_an_escalation_get_no_reply_and_join_the_transcript(sms, db):
     sms.send(OVERDOSE)
-    reply = sms.send(ROUTINE, sid="SMafter")
+    reply = sms.send(ROUTINE, sid=sid("after"))
     assert reply.status == 200 and reply.text is None
     assert ET.fromstring(reply.raw).tag == "Response" and len(ET.fromstring(reply.raw)) == 0
     [esc] = escalations(db)
-    [msg] = inbound(db, "SMafter")
+    [msg] = inbound(db, sid("after"))
     assert esc.message_count == 2
     assert msg.escalation_id == esc.id
     assert replies_to(db, msg.id) == []
@@ -359,10 +366,10 @@ def test_a_form_without_a_body_gets_the_fallback(sms, app):
 
 
 def test_a_picture_without_words_gets_the_media_reply(sms, app, db):
-    reply = sms.send("", sid="SMmedia", NumMedia=1, MediaUrl0="https://api.twilio.com/media/ME1",
+    reply = sms.send("", sid=sid("media"), NumMedia=1, MediaUrl0="https://api.twilio.com/media/ME1",
                      MediaContentType0="image/jpeg")
     assert reply.status == 200 and reply.text == message(app, "media")
-    assert inbound(db, "SMmedia")[0].media_count == 1
+    assert inbound(db, sid("media"))[0].media_count == 1
 
 
 def test_a_crisis_buried_in_a_10000_character_text_still_escalates(sms, db):
@@ -398,13 +405,15 @@ def test_markup_in_a_text_cannot_inject_twiml(sms, body):
 def test_invalid_utf8_in_the_form_is_answered_not_a_500(sms, client, db):
     # Werkzeug 3 keeps undecodable percent-escapes as written; Twilio's signature covers the
     # form as the app reads it, so sign that.
-    decoded = {"Body": "%FF%FE%FA", "From": TEXTER, "MessageSid": "SMbad"}
-    resp = client.post("/sms", data=b"Body=%FF%FE%FA&From=%2B15555550100&MessageSid=SMbad",
+    form = sms.params("%FF%FE%FA", sid=sid("bad"))
+    decoded = dict(form)
+    raw = "&".join(f"{k}={quote_plus(v, safe='%')}" for k, v in form.items()).encode()
+    resp = client.post("/sms", data=raw,
                        content_type="application/x-www-form-urlencoded",
                        headers={"X-Twilio-Signature": sms.signature(decoded, "http://localhost/sms")})
     assert resp.status_code == 200
     assert ET.fromstring(resp.get_data(as_text=True)).tag == "Response"
-    assert len(inbound(db, "SMbad")) == 1
+    assert len(inbound(db, sid("bad"))) == 1
 
 
 # --- database down --------------------------------------------------------------------------
@@ -414,17 +423,17 @@ def test_with_no_schema_crisis_texts_still_get_the_crisis_reply_and_are_replayed
     app = make_app(schema=False)
     ext = app.extensions["helpline"]
     sms = SMS(app.test_client())
-    spool = ext.settings.instance_dir / "spool.jsonl"
+    spool = ext.helpline.spool
 
     with caplog.at_level(logging.INFO):
-        crisis = sms.send(OVERDOSE, sid="SMdown1")
+        crisis = sms.send(OVERDOSE, sid=sid("down1"))
     assert crisis.status == 200 and "911" in crisis.text
     critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert critical and "ESCALATION NOT STORED" in critical[0].getMessage()
     assert TEXTER not in caplog.text and OVERDOSE not in caplog.text
-    assert spool.exists()
+    assert spool.pending() and spool.counts().pending == 1
 
-    routine = sms.send(ROUTINE, sid="SMdown2")
+    routine = sms.send(ROUTINE, sid=sid("down2"))
     assert routine.text == message(app, "trouble") and PHONE in routine.text
     assert app.test_client().get("/healthz").get_json()["status"] == "degraded"
 
@@ -432,10 +441,9 @@ def test_with_no_schema_crisis_texts_still_get_the_crisis_reply_and_are_replayed
     assert sms.send(ROUTINE, sender="+15555550199").status == 200
     [esc] = escalations(ext.db)
     assert esc.severity == "emergency"
-    [first] = inbound(ext.db, "SMdown1")
+    [first] = inbound(ext.db, sid("down1"))
     assert esc.first_message_id == first.id and first.body == OVERDOSE
-    assert not spool.exists()
-    assert list(spool.parent.glob("spool.jsonl*")) == []
+    assert not spool.pending() and spool.counts().pending == 0
     make_healthy(app)
     assert app.test_client().get("/healthz").get_json()["status"] == "ok"
 
@@ -447,9 +455,9 @@ def test_after_an_outage_the_next_text_from_a_spooled_crisis_texter_joins_the_es
     sms = SMS(app.test_client())
     assert "911" in sms.send("I took 30 valium").text
     db.create_all()
-    reply = sms.send("hello? are you there", sid="SMfollowup")
+    reply = sms.send("hello? are you there", sid=sid("followup"))
     [esc] = escalations(db)
-    [followup] = inbound(db, "SMfollowup")
+    [followup] = inbound(db, sid("followup"))
     assert followup.escalation_id == esc.id and esc.message_count == 2
     assert reply.text is None  # a human owns the conversation now, as for any open escalation
 
@@ -494,7 +502,7 @@ def test_logs_never_carry_a_message_body_or_a_full_phone_number(sms, caplog):
 def test_two_simultaneous_deliveries_of_one_sid_store_one_message(app, db, round_):
     senders = [SMS(app.test_client()), SMS(app.test_client())]
     sender = f"+1555555{round_:04d}"
-    params = senders[0].params(ROUTINE, sender=sender, sid=f"SMrace{round_}")
+    params = senders[0].params(ROUTINE, sender=sender, sid=sid(f"race{round_}"))
     barrier = threading.Barrier(2)
     replies = [None, None]
 
@@ -509,7 +517,7 @@ def test_two_simultaneous_deliveries_of_one_sid_store_one_message(app, db, round
         t.join(30)
     assert [r.status for r in replies] == [200, 200]
     assert replies[0].text == replies[1].text and PHONE in replies[0].text
-    assert len(inbound(db, f"SMrace{round_}")) == 1
+    assert len(inbound(db, sid(f"race{round_}"))) == 1
 
 
 def test_an_open_review_escalation_does_not_silence_the_bot(sms, db):

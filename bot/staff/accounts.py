@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -39,12 +41,42 @@ def find(s: Session, email: str) -> Staff | None:
     return s.scalar(select(Staff).where(Staff.email == email.strip().lower()))
 
 
+_dummy_hash: str | None = None
+
+
+def _dummy() -> str:
+    """A hash of nothing anyone knows, made like every real one (same method, same cost)."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = generate_password_hash(secrets.token_hex(16))
+    return _dummy_hash
+
+
 def authenticate(s: Session, email: str, password: str) -> Staff | None:
-    """The active staff member for these credentials, or None."""
+    """The active staff member for these credentials, or None.
+
+    An unknown or removed email still costs one password check against a dummy hash, so the time a
+    login takes does not tell anyone which emails are staff.
+    """
     staff = find(s, email)
-    if staff is None or not staff.active or not check_password_hash(staff.password_hash, password):
+    if staff is None or not staff.active:
+        check_password_hash(_dummy(), password)
+        return None
+    if not check_password_hash(staff.password_hash, password):
         return None
     return staff
+
+
+def change_password(s: Session, email: str, password: str) -> tuple[Staff, int]:
+    """Set a new password and end every session of the account; returns (staff, sessions ended)."""
+    from bot.staff.sessions import revoke_all
+    staff = find(s, email)
+    if staff is None or not staff.active:
+        raise AccountError(f"no active staff member {email}")
+    if len(password) < 10:
+        raise AccountError("password must be at least 10 characters")
+    staff.password_hash = generate_password_hash(password)
+    return staff, revoke_all(s, staff.id)
 
 
 def set_on_call(s: Session, email: str, on: bool) -> Staff:
@@ -63,6 +95,8 @@ def remove_staff(s: Session, email: str) -> Staff:
         raise AccountError(f"no active staff member {email}")
     staff.active = False
     staff.on_call = False
+    from bot.staff.sessions import revoke_all
+    revoke_all(s, staff.id)
     return staff
 
 

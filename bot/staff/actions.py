@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from bot.core.states import (OPEN_STATUSES, TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
                              channel_spec)
 from bot.store.db import Database
-from bot.store.limits import Limit, Limiter
 from bot.store.models import AuditLog, Contact, Escalation, Message, Note, Outbox, Staff, mask, utcnow
 
 SEVERITY_ORDER = case({t.value: i for i, t in enumerate(TIERS)}, value=Escalation.severity, else_=len(TIERS))
@@ -61,29 +60,6 @@ def audit(s: Session, staff: Staff | None, action: str, escalation_id: int | Non
     """Append an audit entry (never contains message bodies)."""
     s.add(AuditLog(staff_id=staff.id if staff else None, action=action, escalation_id=escalation_id,
                    detail=detail, at=utcnow()))
-
-
-# Failed logins, counted in the database so the limits hold across processes and hosts. Per
-# account *and* address: a stranger guessing a password cannot lock the real user out elsewhere.
-LOGIN_WINDOW = timedelta(minutes=15)
-FAILED_PER_ACCOUNT_ADDRESS = Limit("login_account_address", 5, LOGIN_WINDOW)
-FAILED_PER_ADDRESS = Limit("login_address", 20, LOGIN_WINDOW)
-
-
-def _login_subjects(email: str, ip: str) -> tuple[tuple[Limit, str], ...]:
-    return ((FAILED_PER_ACCOUNT_ADDRESS, f"{email}|{ip}"), (FAILED_PER_ADDRESS, ip))
-
-
-def too_many_failed_logins(s: Session, limiter: Limiter, email: str, ip: str, now: datetime | None = None) -> bool:
-    """Whether this account from this address, or this address at all, failed too often lately."""
-    return any(limiter.over(s, limit, subject, now) for limit, subject in _login_subjects(email, ip))
-
-
-def failed_login(s: Session, limiter: Limiter, email: str, ip: str, now: datetime | None = None) -> None:
-    """Count a failed login against its account+address and its address; audited without the email."""
-    for limit, subject in _login_subjects(email, ip):
-        limiter.hit(s, limit, subject, now)
-    audit(s, None, "login_failed")
 
 
 PREVIEW_CHARS = 90

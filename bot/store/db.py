@@ -1,14 +1,38 @@
-"""The database handle: one engine per app, sessions per unit of work, schema creation."""
+"""The database handle: one engine per app, sessions per unit of work, and bounded waits.
+
+A database that refuses is easy: the error comes at once. One that accepts a connection and
+never answers is the dangerous case, because a request thread would wait on it for as long as
+TCP allows while Twilio gives up after 15 seconds. So every wait is bounded:
+
+- a **deadline** per request (``Database.deadline``, thread-local): when a connection is checked
+  out, a watchdog is armed for the time left; when it fires, a PostgreSQL connection's socket is
+  shut down (the blocked call fails at once; ``cancel()`` would need the same dead network) and a
+  SQLite statement is interrupted; SQLite's busy timeout is set to the time left, and the
+  per-process SQLite writer mutex is waited on for no longer;
+- connect and pool timeouts (PostgreSQL ``connect_timeout``, SQLAlchemy ``pool_timeout``);
+- a **breaker**: after a failure that took more than ``SLOW_FAILURE`` seconds, sessions fail at
+  once (``StorageUnavailable``) for ``COOLDOWN`` seconds, then one session probes. So during a
+  hang only a few requests per process wait; the others answer from the core straight away.
+
+``is_outage`` tells a failing database (keep the message in the spool and try later) from a
+message the database cannot take (a poisoned entry: dead-letter it after a few tries).
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import os
+import socket
+import sqlite3
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, exc as sa_exc, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,35 +40,245 @@ from bot.store.models import Base
 
 logger = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT = 2  # seconds; libpq's minimum
+POOL_TIMEOUT = 2.0  # seconds waiting for a pooled connection
+SQLITE_BUSY_TIMEOUT = 15.0  # seconds, when no deadline is set (CLI, migrations, the dispatcher)
+SLOW_FAILURE = 1.0  # a failure that took this long opens the breaker...
+COOLDOWN = 2.0  # ...for this long, then one session probes
+SESSION_SECONDS = 30.0  # the bound for sessions outside a request (dispatcher, replayer) in long-running processes
+# SQLite errors after which a pooled connection is useless even once the disk is fine again
+# (a connection opened while the file was read-only stays read-only).
+_SQLITE_BROKEN = ("disk I/O error", "readonly database", "unable to open database file")
+
+
+class StorageUnavailable(Exception):
+    """Sessions are being refused at once after a slow failure (the breaker is open)."""
+
+    def __init__(self, message: str = "database skipped after a slow failure (breaker open)"):
+        super().__init__(message)
+
+
+class DeadlineExceeded(Exception):
+    """This request's time for database work ran out."""
+
+    def __init__(self, message: str = "time for database work ran out"):
+        super().__init__(message)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database failed (try again later) rather than that this data cannot be stored.
+
+    Connection, timeout and operational errors, and schema or SQL errors (a half-deployed
+    release) are outages: every message would fail alike. Data, integrity and encoding errors,
+    and any other exception, belong to the message being stored.
+    """
+    if isinstance(exc, (StorageUnavailable, DeadlineExceeded, sa_exc.TimeoutError, sa_exc.DisconnectionError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError,
+                                                              sa_exc.ProgrammingError, sa_exc.InternalError))
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+class Breaker:
+    """Skip the database for a while after a slow failure; let one caller probe when the while is over."""
+
+    def __init__(self, slow: float = SLOW_FAILURE, cooldown: float = COOLDOWN):
+        self.slow = slow
+        self.cooldown = cooldown
+        self._lock = threading.Lock()
+        self._open_until = 0.0
+        self._probing = False
+
+    @property
+    def open(self) -> bool:
+        """Whether sessions are being refused right now."""
+        return self._open_until > 0.0
+
+    def allow(self) -> bool:
+        """Whether a session may try the database now (closed, or the one probe after the cool-down)."""
+        with self._lock:
+            if self._open_until == 0.0:
+                return True
+            if self._probing or time.monotonic() < self._open_until:
+                return False
+            self._probing = True
+            return True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self._open_until:
+                logger.warning("database answering again: breaker closed")
+            self._open_until, self._probing = 0.0, False
+
+    def failed(self, elapsed: float, timed_out: bool) -> None:
+        with self._lock:
+            if self._probing or timed_out or elapsed >= self.slow:
+                if not self._open_until:
+                    logger.error("database slow to fail (%.1f s): skipping it for %.0f s at a time", elapsed,
+                                 self.cooldown)
+                self._open_until = time.monotonic() + self.cooldown
+            self._probing = False
+
+    def released(self) -> None:
+        """A session that never reached the database: free the probe slot."""
+        with self._lock:
+            self._probing = False
+
+
+class Watchdog:
+    """One thread per process that runs callbacks at deadlines (cheaper than a timer per request)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, list]] = []
+        self._seq = itertools.count()
+        self._pid = None
+
+    def arm(self, when: float, callback: Callable[[], None]) -> list:
+        """Run ``callback`` at monotonic time ``when`` unless disarmed first; returns the handle."""
+        handle = [callback]
+        with self._cond:
+            if self._pid != os.getpid():  # first use in this process (or after a fork)
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="db-watchdog", daemon=True).start()
+            heapq.heappush(self._heap, (when, next(self._seq), handle))
+            if self._heap[0][2] is handle:
+                self._cond.notify()  # the new deadline comes first: the thread must wake earlier
+        return handle
+
+    @staticmethod
+    def disarm(handle: list) -> None:
+        handle[0] = None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    while self._heap and self._heap[0][2][0] is None:
+                        heapq.heappop(self._heap)  # disarmed: nothing to wait for
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
+                    self._cond.wait(None if not self._heap else self._heap[0][0] - time.monotonic())
+                _, _, handle = heapq.heappop(self._heap)
+                callback, handle[0] = handle[0], None
+            if callback is not None:
+                try:
+                    callback()
+                except Exception:  # noqa: BLE001 - the watchdog must outlive one bad abort
+                    logger.exception("could not abort a database call past its deadline")
+
+
+class DeadlineLock:
+    """A mutex waited on for no longer than the caller's deadline (SQLite's one writer per process)."""
+
+    def __init__(self, db: "Database"):
+        self._lock = threading.Lock()
+        self._db = db
+
+    def __enter__(self):
+        left = self._db.remaining()
+        if not self._lock.acquire(timeout=-1 if left is None else max(0.0, left)):
+            raise DeadlineExceeded("time ran out waiting for the SQLite writer lock")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
 
 class Database:
-    """An engine and a session factory for one database URL."""
+    """An engine and a session factory for one database URL, with bounded waits."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, session_seconds: float | None = None):
         self.url = url
+        # A bound for any session run outside a deadline (dispatcher passes, background replays):
+        # a connection the network black-holed is cut instead of stalling its thread for good.
+        self.session_seconds = session_seconds
+        self.sqlite = url.startswith("sqlite")
         # hide_parameters: a failed INSERT must never print a message body or phone number in a log.
-        kwargs: dict = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
-        if url.startswith("sqlite"):
+        kwargs: dict = {"hide_parameters": True}
+        if self.sqlite:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 15}
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
         else:
-            kwargs["connect_args"] = {"connect_timeout": 3}
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+            kwargs["pool_timeout"] = POOL_TIMEOUT
         self.engine: Engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.breaker = Breaker()
+        self.watchdog = Watchdog()
+        self._local = threading.local()
+        event.listen(self.engine, "connect", self._on_connect)
+        event.listen(self.engine, "checkout", self._on_checkout)
+        event.listen(self.engine, "checkin", self._on_checkin)
+        event.listen(self.engine, "handle_error", self._on_error)
         # SQLite has one writer. Threads of one process queue on this mutex instead of on SQLite's
         # busy handler, whose back-off sleeps (up to 100 ms each) dominated p99 under load.
-        self.write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
+        self.write_lock = DeadlineLock(self) if self.sqlite else nullcontext()
 
+    # -- deadlines ------------------------------------------------------------------------
+    def remaining(self) -> float | None:
+        """Seconds left for database work in this thread, or None when unbounded."""
+        until = getattr(self._local, "until", None)
+        return None if until is None else until - time.monotonic()
+
+    def push_deadline(self, seconds: float) -> float | None:
+        """Bound this thread's database work to ``seconds`` from now (never loosens an outer bound)."""
+        previous = getattr(self._local, "until", None)
+        until = time.monotonic() + seconds
+        self._local.until = until if previous is None else min(previous, until)
+        return previous
+
+    def pop_deadline(self, previous: float | None) -> None:
+        """Restore the bound :meth:`push_deadline` replaced."""
+        self._local.until = previous
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Database work inside the block ends within ``seconds`` (or raises ``DeadlineExceeded``)."""
+        previous = self.push_deadline(seconds)
+        try:
+            yield
+        finally:
+            self.pop_deadline(previous)
+
+    # -- sessions -------------------------------------------------------------------------
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
-        with self.sessions() as s:
-            with s.begin():
-                yield s
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded()
+        if not self.breaker.allow():
+            raise StorageUnavailable()
+        bounded = left is None and self.session_seconds is not None
+        previous = self.push_deadline(self.session_seconds) if bounded else None
+        started = time.monotonic()
+        try:
+            with self.sessions() as s:
+                with s.begin():
+                    yield s
+        except BaseException as exc:
+            if is_outage(exc):
+                self.breaker.failed(time.monotonic() - started, isinstance(exc, DeadlineExceeded) or
+                                    self._timed_out())
+            elif not isinstance(exc, sa_exc.SQLAlchemyError):
+                self.breaker.released()  # the caller's own exception (a 404, say): says nothing about the database
+            else:
+                self.breaker.succeeded()  # the database answered, with an error about this data
+            raise
+        else:
+            self.breaker.succeeded()
+        finally:
+            if bounded:
+                self.pop_deadline(previous)
+
+    def _timed_out(self) -> bool:
+        left = self.remaining()
+        return left is not None and left <= 0
 
     def create_all(self) -> None:
         """Create every table that does not exist yet."""
@@ -55,11 +289,75 @@ class Database:
         have = set(inspect(self.engine).get_table_names())
         return sorted(t for t in Base.metadata.tables if t not in have)
 
+    # -- pool events ----------------------------------------------------------------------
+    def _on_connect(self, dbapi_conn, record) -> None:
+        record.info["fresh"] = True
+        if self.sqlite:
+            # WAL lets the dashboard read while the webhook writes; foreign keys are off by default.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    # WAL lets the dashboard read while the webhook writes; foreign keys are off by default.
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+    def _on_checkout(self, dbapi_conn, record, _proxy) -> None:
+        fresh = record.info.pop("fresh", False)
+        left = self.remaining()
+        if left is not None:
+            if left <= 0:
+                raise DeadlineExceeded()
+            self._on_checkin(dbapi_conn, record)  # a retried checkout: one watch per connection
+            record.info["watch"] = self.watchdog.arm(time.monotonic() + left, _aborter(dbapi_conn, self.sqlite))
+        if self.sqlite:
+            busy = SQLITE_BUSY_TIMEOUT if left is None else max(0.0, left)
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+            cur.close()
+        elif not fresh:
+            # The pre-ping, under the watchdog: a pooled connection to a database that went away is
+            # replaced; one to a database that hangs is cut at the deadline.
+            try:
+                cur = dbapi_conn.cursor()
+                cur.execute("SELECT 1")
+                cur.close()
+            except Exception as exc:  # noqa: BLE001
+                if self._timed_out():
+                    raise DeadlineExceeded() from exc
+                raise sa_exc.DisconnectionError("pooled connection failed its ping") from exc
+
+    def _on_checkin(self, _dbapi_conn, record) -> None:
+        if record is not None:
+            handle = record.info.pop("watch", None)
+            if handle is not None:
+                Watchdog.disarm(handle)
+
+    @staticmethod
+    def _on_error(ctx) -> None:
+        orig = ctx.original_exception
+        if isinstance(orig, sqlite3.OperationalError) and any(m in str(orig) for m in _SQLITE_BROKEN):
+            ctx.is_disconnect = True  # drop the connection: a new one sees the disk as it is now
+
+
+def _aborter(dbapi_conn, sqlite: bool) -> Callable[[], None]:
+    """What the watchdog does to a connection past its deadline."""
+    if sqlite:
+        return dbapi_conn.interrupt  # thread-safe: the running statement fails with "interrupted"
+    try:
+        fd = dbapi_conn.fileno()
+    except Exception:  # noqa: BLE001
+        return lambda: None
+
+    def cut() -> None:
+        # Shut the socket down (not close: the fd stays the driver's), so the blocked call returns.
+        if getattr(dbapi_conn, "closed", True) or dbapi_conn.fileno() != fd:
+            return
+        logger.error("database call past its deadline: cutting the connection")
+        s = socket.socket(fileno=os.dup(fd))
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    return cut

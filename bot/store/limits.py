@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from bot.store.models import RateCounter, utcnow
 
 KEEP = timedelta(days=1)
+Subject = str | tuple[str, ...]  # what a limit counts: a number, an address, or (account, address)
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,20 @@ class Limiter:
     def __init__(self, secret: str | bytes):
         self._secret = secret.encode("utf-8") if isinstance(secret, str) else secret
 
-    def key(self, subject: str) -> str:
-        """What is stored for a subject: a keyed hash, useless to look anyone up."""
-        return hmac.new(self._secret, subject.encode("utf-8"), hashlib.sha256).hexdigest()
+    def key(self, subject: Subject) -> str:
+        """What is stored for a subject: a keyed hash, useless to look anyone up.
 
-    def hit(self, s: Session, limit: Limit, subject: str, now: datetime | None = None) -> bool:
+        A pair (an account and an address, say) is two half-length hashes side by side, so every
+        counter of the first part can be cleared at once (an admin unlocking an account).
+        """
+        if isinstance(subject, tuple):
+            return "".join(self._digest(part)[:64 // len(subject)] for part in subject)
+        return self._digest(subject)
+
+    def _digest(self, part: str) -> str:
+        return hmac.new(self._secret, part.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def hit(self, s: Session, limit: Limit, subject: Subject, now: datetime | None = None) -> bool:
         """Count one event; True when it is over the limit (the event is counted either way)."""
         if limit.max <= 0:
             return False
@@ -64,7 +74,7 @@ class Limiter:
         count = self._increment(s, limit.name, key, window, ends)
         return self._weighted(s, limit, key, window, into, count) > limit.max
 
-    def over(self, s: Session, limit: Limit, subject: str, now: datetime | None = None) -> bool:
+    def over(self, s: Session, limit: Limit, subject: Subject, now: datetime | None = None) -> bool:
         """Whether one more event would be over the limit, without counting anything."""
         if limit.max <= 0:
             return False
@@ -75,10 +85,16 @@ class Limiter:
             RateCounter.limit == limit.name, RateCounter.key == key, RateCounter.window == window)) or 0
         return self._weighted(s, limit, key, window, into, count + 1) > limit.max
 
-    def clear(self, s: Session, limit: Limit, subject: str) -> int:
+    def clear(self, s: Session, limit: Limit, subject: Subject) -> int:
         """Forget every window of one subject (an admin unlocking a login, say)."""
         return s.execute(delete(RateCounter).where(RateCounter.limit == limit.name,
                                                    RateCounter.key == self.key(subject))).rowcount
+
+    def clear_first(self, s: Session, limit: Limit, first: str, parts: int = 2) -> int:
+        """Forget every window of every pair subject whose first part is ``first`` (any address)."""
+        prefix = self._digest(first)[:64 // parts]
+        return s.execute(delete(RateCounter).where(RateCounter.limit == limit.name,
+                                                   RateCounter.key.startswith(prefix, autoescape=True))).rowcount
 
     @staticmethod
     def _weighted(s: Session, limit: Limit, key: str, window: int, into: float, count: int) -> float:

@@ -196,6 +196,21 @@ class Staff(Base):
         return str(self.id)
 
 
+class StaffSession(Base):
+    """One dashboard login. The session cookie carries a random token and only its SHA-256 is kept
+    here, so logout, a password change or removal ends the session on the server: a copy of the
+    cookie saved earlier no longer works."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Outbox(Base):
     """An outbound SMS (staff page, texter follow-up, staff reply) waiting for the dispatcher.
 

@@ -18,7 +18,7 @@ from sqlalchemy import delete, exists, func, select, update
 
 from bot.store.db import Database
 from bot.store.limits import purge_counters
-from bot.store.models import ChatSession, Contact, Escalation, Message, Note, Outbox, utcnow
+from bot.store.models import ChatSession, Contact, Escalation, Message, Note, Outbox, StaffSession, utcnow
 
 PURGED = "[purged]"
 _DURATION = re.compile(r"^(\d+)\s*([dhw]?)$")
@@ -60,6 +60,7 @@ def purge(db: Database, older_than: timedelta, now: datetime | None = None) -> P
         s.execute(update(Escalation).where(Escalation.created_at < cutoff, Escalation.callback_number.is_not(None))
                   .values(callback_number=None))
         s.execute(delete(ChatSession).where(ChatSession.created_at < cutoff))
+        s.execute(delete(StaffSession).where(StaffSession.expires_at < cutoff))  # long over either way
         purge_counters(s)
         newer = exists().where(Message.contact_id == Contact.id, Message.created_at >= cutoff)
         stale = s.scalars(select(Contact).where(~newer, ~Contact.address.like("purged:%"),

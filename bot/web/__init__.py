@@ -7,16 +7,18 @@ import secrets
 from datetime import timedelta
 from typing import Any, Mapping
 
-from flask import Flask
+from flask import Flask, g, request
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from bot import logs
 from bot.config import Settings
 from bot.core.engine import get_bot
-from bot.service import Helpline
-from bot.store.db import Database
+from bot.service import STORE_SECONDS, Helpline
+from bot.store.db import SESSION_SECONDS, Database
 from bot.store.limits import Limiter
 from bot.store.spool import Spool
+from bot.web.ids import BoundedIntConverter
 from bot.web.security import current_csp, set_security_headers
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,13 @@ INSECURE_BANNER = (
     "DEVELOPMENT MODE WITHOUT TWILIO_AUTH_TOKEN: /sms accepts UNSIGNED requests. "
     "Never expose this server to the internet; set TWILIO_AUTH_TOKEN for real use."
 )
+
+
+# Paths on a texter's safety path (and the health check monitors poll): their database work is bounded
+# by STORE_SECONDS, so every answer leaves within 5 s however the database fails. Other pages get
+# PAGE_DB_SECONDS.
+SAFETY_PATHS = ("/sms", "/chat/api/", "/healthz")
+PAGE_DB_SECONDS = 5.0
 
 
 class Extension:
@@ -70,18 +79,18 @@ def _require_migrated(db: Database) -> None:
 
 
 def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | None = None,
-               refuse_insecure: bool = False) -> Flask:
+               refuse_insecure: bool = False, background: bool = False) -> Flask:
     """Build the Flask app; tests pass their own Settings.
 
     ``refuse_insecure`` is set by the production entry points (``app.py`` for gunicorn and
     ``helpline serve``): outside explicit development mode they will not start with a missing
     SECRET_KEY or TWILIO_AUTH_TOKEN, a plain-HTTP public URL or debug on; and never on a
     reachable database whose schema is not migrated. An unreachable database does not stop
-    start-up: crisis replies must go out even then.
+    start-up: crisis replies must go out even then. ``background`` (the same entry points) starts
+    this process's spool replayer, which stores messages from an outage once the database answers.
     """
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # request dumps at INFO
+    logs.setup()
     problems = settings.insecure()
     if refuse_insecure and problems and not settings.dev:
         for problem in problems:
@@ -89,6 +98,7 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
         raise InsecureConfiguration("refusing to start: " + "; ".join(problems) +
                                     " (fix these, or set HELPLINE_DEV=1 for local development)")
     app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.url_map.converters["int"] = BoundedIntConverter  # an id past a column's range is a 404, not a 500
     app.config.update(
         SECRET_KEY=settings.secret_key or secrets.token_hex(32),
         MAX_CONTENT_LENGTH=256 * 1024,
@@ -108,15 +118,28 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
-    db = Database(settings.sqlalchemy_url)
+    db = Database(settings.sqlalchemy_url, session_seconds=SESSION_SECONDS)
     if refuse_insecure:
         _require_migrated(db)
     bot = get_bot(str(settings.replies_dir))
-    spool = Spool(settings.instance_dir / "spool.jsonl")
+    spool = Spool(settings.spool_path)
     limiter = Limiter(app.config["SECRET_KEY"])
     ext = Extension(settings, db, Helpline(bot, db, settings.context_minutes, spool, settings.public_url,
                                              settings.reply_limit_per_hour, limiter))
     app.extensions["helpline"] = ext
+    if background:
+        ext.helpline.start_replayer()
+
+    @app.before_request
+    def bound_database_work():
+        """Texters' requests get little time for the database (then the core answers); pages get more."""
+        safety = request.path.startswith(SAFETY_PATHS)
+        g.db_deadline = db.push_deadline(STORE_SECONDS if safety else PAGE_DB_SECONDS)
+
+    @app.teardown_request
+    def unbound_database_work(_exc):
+        if "db_deadline" in g:
+            db.pop_deadline(g.pop("db_deadline"))
     if ext.validator is None:
         if settings.dev:
             logger.warning(INSECURE_BANNER)

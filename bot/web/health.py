@@ -1,4 +1,4 @@
-"""GET /healthz: is the database reachable, and is the webhook running insecurely?"""
+"""GET /healthz: is the database reachable, is anything waiting in the outage spool, is the webhook insecure?"""
 
 from __future__ import annotations
 
@@ -13,12 +13,19 @@ HEARTBEAT_STALE = 30  # seconds
 bp = Blueprint("health", __name__)
 
 
+def dead_letter_problem(n: int, crises: int = 0) -> str:
+    """The problem line for spool entries that could not be stored (shared with ``helpline check``)."""
+    among = f", {crises} of them escalating" if crises else ""
+    return (f"{n} message(s) received during an outage could not be stored{among}: "
+            "see 'helpline spool list' and 'helpline spool retry'")
+
+
 def system_checks(ext) -> tuple[dict, bool]:
     """The readiness checks and whether the service is degraded (shared by /healthz and the dashboard)."""
     checks = {"database": "ok", "signature_validation": "on" if ext.validator else "OFF"}
     try:
-        with ext.db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        with ext.db.session() as s:  # a database skipped after a slow failure is reported without waiting on it
+            s.execute(text("SELECT 1"))
         missing = ext.db.missing_tables()
         if missing:
             checks["database"] = "schema missing: run 'helpline db upgrade'"
@@ -44,10 +51,20 @@ def system_checks(ext) -> tuple[dict, bool]:
         problems.append("dispatcher not running")
     if (checks.get("oldest_unsent_age_s") or 0) > 60:
         problems.append("outbound texts are backing up")
-    checks["problems"] = problems
     spool = ext.helpline.spool
-    if spool is not None and spool.pending():
-        checks["spool"] = "messages stored late are waiting for the database"
+    if spool is not None:
+        try:
+            held = spool.counts()
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"the outage spool cannot be read ({type(exc).__name__}): messages may be lost")
+        else:
+            checks["spool_pending"], checks["spool_dead"] = held.pending, held.dead
+            if held.pending:
+                checks["spool"] = "messages stored late are waiting for the database"
+                checks["spool_oldest_age_s"] = round((utcnow() - held.oldest_pending).total_seconds(), 1)
+            if held.dead:
+                problems.append(dead_letter_problem(held.dead, held.dead_crises))
+    checks["problems"] = problems
     degraded = checks["database"] != "ok" or ext.validator is None or "spool" in checks or bool(problems)
     return checks, degraded
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from functools import wraps
 
 from flask import abort, current_app, request
@@ -10,6 +11,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.core.engine import Inbound
 from bot.core.states import Channel
+from bot.store.text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +51,50 @@ def twilio_signed(view):
     return wrapper
 
 
-def inbound_from_form(form) -> Inbound:
-    """Adapt Twilio's Messaging webhook form to the core's channel-neutral message."""
-    sender = (form.get("From") or "").strip() or "unknown"
-    try:
-        media = max(0, int(form.get("NumMedia") or 0))
-    except ValueError:
-        media = 0
+# What Twilio always sends with an inbound message, in the shapes Twilio uses. The signature covers
+# sorted keys and values run together, so "MessageSid=SM...NumMedia0" without NumMedia signs like
+# the real form: only exact shapes and required fields make a signed request mean one thing. (A
+# missing Body is read as empty: a media-only text.)
+REQUIRED = ("MessageSid", "AccountSid", "From", "To", "NumMedia")
+MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-f]{32}")
+ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+ADDRESS = re.compile(r"(?:whatsapp:)?\+[1-9][0-9]{1,14}")
+NUM_MEDIA = re.compile(r"(?:[0-9]|10)")  # Twilio carries at most 10 media items
+
+
+class MalformedWebhook(ValueError):
+    """A webhook form that is not what Twilio sends (the reason never quotes a value)."""
+
+
+def inbound_from_form(form, account_sid: str | None = None) -> Inbound:
+    """Adapt Twilio's Messaging webhook form to the core's channel-neutral message.
+
+    Raises :class:`MalformedWebhook` for a missing field or a value not in Twilio's format, and
+    for another account's message when ``account_sid`` is configured. The body is made storable
+    (no NUL or lone surrogate), so a database never refuses it.
+    """
+    missing = [name for name in REQUIRED if name not in form]
+    if missing:
+        raise MalformedWebhook(f"missing {', '.join(missing)}")
+    for name, shape in (("MessageSid", MESSAGE_SID), ("AccountSid", ACCOUNT_SID), ("From", ADDRESS),
+                        ("To", ADDRESS), ("NumMedia", NUM_MEDIA)):
+        if not shape.fullmatch(form[name]):
+            raise MalformedWebhook(f"{name} is not in Twilio's format")
+    if account_sid and form["AccountSid"] != account_sid:
+        raise MalformedWebhook("AccountSid is not this account's")
+    sender = form["From"]
     return Inbound(
         sender=sender,
-        body=form.get("Body") or "",
+        body=storable(form.get("Body") or ""),
         channel=Channel.WHATSAPP if sender.startswith("whatsapp:") else Channel.SMS,
-        message_id=(form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid") or None),
-        media_count=media,
+        message_id=form["MessageSid"],
+        media_count=int(form["NumMedia"]),
     )
+
+
+def valid_message_sid(value: str | None) -> bool:
+    """Whether a status callback's MessageSid has Twilio's shape."""
+    return bool(value) and MESSAGE_SID.fullmatch(value) is not None
 
 
 def twiml(reply: str | None) -> tuple[str, int, dict]:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from bot.core.states import Direction
 from bot.store.models import Escalation, Message, Outbox, Staff
+from bot.web import ids
 
 
 def ext():
@@ -51,8 +52,5 @@ def contact_messages(s: Session, contact_id: int, after: int = 0, limit: int = 2
 
 
 def parse_id(value: str | None) -> int:
-    """A non-negative id from a poll's ``after`` parameter (0 when missing or malformed)."""
-    try:
-        return max(0, int(value or 0))
-    except ValueError:
-        return 0
+    """A non-negative id from a poll's ``after`` parameter (0 when missing; malformed or too big: 400)."""
+    return ids.parse_id(value)

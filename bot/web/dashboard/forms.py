@@ -17,6 +17,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, NumberRange, Optiona
 
 from bot.phones import texter_number
 from bot.staff.actions import MAX_NOTE, MAX_REPLY, OUTCOMES
+from bot.web.ids import MAX_ID
 
 DEFAULT_TEST_NUMBER = "+15550001234"
 BAD_TEST_NUMBER = ("A test number is 7 to 15 digits, optionally starting with +, and must look like a phone "
@@ -152,7 +153,7 @@ class AuditFilterForm(GetForm):
     """The audit log, optionally for one escalation."""
 
     escalation = IntegerField("Escalation #", validators=[
-        Optional(), NumberRange(min=1, message="An escalation number is a whole number from 1.")])
+        Optional(), NumberRange(min=1, max=MAX_ID, message="An escalation number is a whole number from 1.")])
 
 
 # --- test texter ------------------------------------------------------------------------------------------

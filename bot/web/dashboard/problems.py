@@ -33,6 +33,8 @@ def problems() -> list[Problem]:
         elif p.startswith("no Twilio credentials"):
             out.append(Problem("danger", "SMS SENDING IS NOT CONFIGURED: pages and replies cannot be sent. "
                                          "Watch this screen and phone texters instead."))
+        elif "could not be stored" in p:
+            out.append(Problem("danger", f"MESSAGES NOT STORED: {p}. Read them there: one may be a crisis."))
         elif p == "dispatcher not running":
             out.append(Problem("danger", "DISPATCHER NOT RUNNING: pages, re-pages and replies are not going out."))
         else:

@@ -1,7 +1,7 @@
 """staff console: held crisis replies in claimed conversations, first claim/reply times, internal notes
 
 Revision ID: 0005
-Revises: 0003 (another branch's 0004 is chained before this one when both land)
+Revises: 0004
 Create Date: 2026-11-28 08:00:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0005'
-down_revision = '0003'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
