@@ -142,7 +142,7 @@ def test_a_crisis_text_replayed_from_the_outage_spool_is_not_held_again(app, db,
     from bot.store.models import utcnow
     _, esc = claimed_by_alice(db, sms)
     helpline = app.extensions["helpline"].helpline
-    helpline.spool.append(Inbound(TEXTER, SECOND_CRISIS, message_id="SMspooled"), utcnow().isoformat())
+    helpline.spool.append(Inbound(TEXTER, SECOND_CRISIS, message_id="SMspooled"), utcnow())
     assert helpline.replay_spool() == 1
     after = get_escalation(db, esc.id)
     assert after.held_at is None and after.message_count == 2

@@ -97,7 +97,8 @@ def test_the_twilio_steps_set_everything_the_server_needs_and_the_port_it_binds(
     try:
         # Twilio posts to https://<public host>/sms and signs that URL (step 2).
         url = re.search(r"`(https://<public host>/sms)`", README).group(1).replace("https://<public host>", public)
-        form = {"MessageSid": "SM" + "7" * 32, "From": "+15555550100", "To": "+15625731504", "Body": "hours"}
+        form = {"MessageSid": "SM" + "7" * 32, "AccountSid": values["TWILIO_ACCOUNT_SID"], "From": "+15555550100",
+                "To": "+15625731504", "Body": "hours", "NumMedia": "0"}
         signature = RequestValidator(values["TWILIO_AUTH_TOKEN"]).compute_signature(url, form)
         resp = app.test_client().post("/sms", data=form, headers={"X-Twilio-Signature": signature})
         assert resp.status_code == 200 and "(562) 573-1504" in resp.get_data(as_text=True)

@@ -104,6 +104,7 @@ def test_removing_a_staff_member_ends_their_sessions(app, db, ann, runner, monke
 
 # --- a login costs the same for any email -------------------------------------------------------
 
+@pytest.mark.real_password_hashing
 def test_a_login_does_the_same_password_work_for_known_and_unknown_emails(app, ann, monkeypatch):
     calls = []
     real = hashlib.scrypt
