@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-browser screenshots check-content bench clean lock
+.PHONY: run test test-browser screenshots check-content bench model clean lock
 
 # constraints.txt pins every dependency (direct and transitive) to the versions the tests ran on;
 # refresh it with `make lock` after changing pyproject.toml.
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,train]"
 	touch $(STAMP)
 
 lock: $(STAMP)
@@ -46,6 +46,14 @@ check-content: $(STAMP)
 # (apt-get install wrk), else a Python load generator. BENCH_ARGS=--quick or --postgres.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Rebuild what triage and topic matching learned (about 10 minutes on 2 cores): the common-word
+# list from wordfreq, the crisis model and the topic model. Needs ../shared/data (the real texts).
+model: $(STAMP)
+	$(BIN)/python tools/build_wordlist.py
+	$(BIN)/python tools/train_triage.py
+	$(BIN)/python tools/train_topics.py
+	$(BIN)/helpline check-content
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache build

@@ -101,15 +101,24 @@ def simulate(sender: str) -> None:
 
 
 @main.command()
-def triage() -> None:
-    """Read one message per line on stdin; write one JSON verdict per line (no database)."""
+@click.option("--explain", is_flag=True, help="Add the rules that fired and the model's strongest words for and against.")
+def triage(explain: bool) -> None:
+    """Read one message per line on stdin; write one JSON verdict per line (no database).
+
+    Stable fields: escalate, severity, kind, rules, topic, language, reply. With --explain, an
+    "explain" object with the rules' hits and the model's probabilities and words.
+    """
     from bot.core.engine import Inbound
     bot = _bot(Settings.from_env())
     out = sys.stdout
     for line in sys.stdin:
-        d = bot.decide(Inbound(sender="triage", body=line.rstrip("\r\n")))
-        out.write(json.dumps({"escalate": d.triage.escalate, "severity": d.triage.severity, "topic": d.topic,
-                              "language": d.language, "reply": d.reply or ""}, ensure_ascii=False) + "\n")
+        text = line.rstrip("\r\n")
+        d = bot.decide(Inbound(sender="triage", body=text))
+        row = {"escalate": d.triage.escalate, "severity": d.triage.severity, "kind": d.triage.kind,
+               "rules": list(d.triage.rules), "topic": d.topic, "language": d.language, "reply": d.reply or ""}
+        if explain:
+            row["explain"] = bot.explain(text)
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
         out.flush()
 
 

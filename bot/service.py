@@ -306,8 +306,11 @@ class Helpline:
                 inbound.escalation_id = escalation.id
                 if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                     self._hold(escalation, decision, now)
-                logger.warning("escalation %d: %s %s rule=%s", escalation.id, verdict.severity,
+                logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind,
                                contact.masked, verdict.rule)
+                if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
+                    # Only now is it true that staff were alerted: a page is queued in this transaction.
+                    decision = replace(decision, reply=decision.alerted_reply)
             elif escalation is not None:
                 # A human owns this conversation: keep the transcript together.
                 inbound.escalation_id = escalation.id

@@ -212,9 +212,13 @@ def test_a_crisis_split_across_texts_is_not_refused_by_the_limit(visitor, db):
     limit = chat.CONVERSATION_LIMIT.max
     for i in range(limit - 1):
         visitor.say(f"question {i}")
-    visitor.say("i just took")  # the limit's last message
+    first = visitor.say("i just took")  # the limit's last message
     resp = visitor.say("30 of them")
-    assert resp.status_code == 200 and "911" in resp.get_json()["reply"]
+    assert first.status_code == 200 and resp.status_code == 200
+    # The crisis reply comes with whichever text made it a crisis (the model may read "i just took" alone).
+    replies = [r.get_json()["reply"] or "" for r in (first, resp)]
+    assert any("911" in r for r in replies)
+    assert web_escalation(db).severity == "emergency"
 
 
 @pytest.mark.storage

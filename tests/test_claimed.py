@@ -28,7 +28,8 @@ def test_the_core_sends_nothing_while_claimed_but_keeps_the_verdict_and_the_held
     assert free.kind == DecisionKind.CRISIS and free.reply
     assert held.kind == DecisionKind.SILENT and held.reply is None
     assert held.triage == free.triage and held.triage.pages
-    assert held.held_reply == free.reply
+    # Sent only after the owner was paged again, so it may truly say staff were alerted.
+    assert held.held_reply == free.alerted_reply and "staff have been alerted" in held.held_reply
     for word in ("HELP", "ESPANOL", "what are your hours"):
         d = bot.decide(Inbound("+15555550100", word), State(escalated=True, claimed=True))
         assert d.reply is None and d.held_reply is None, word

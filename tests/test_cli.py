@@ -16,7 +16,7 @@ from bot.store.models import Contact, Message
 from conftest import TEXTER, TOKEN
 
 PHONE = "(562) 573-1504"
-KEYS = {"escalate", "severity", "topic", "language", "reply"}
+KEYS = {"escalate", "severity", "kind", "rules", "topic", "language", "reply"}
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +55,26 @@ def test_triage_escalates_a_crisis_line_with_a_911_reply(runner):
 def test_triage_answers_a_routine_line_with_its_topic(runner):
     [verdict] = triage(runner, "what are the withdrawal symptoms")
     assert verdict["escalate"] is False and verdict["severity"] is None
-    assert verdict["topic"] == "withdrawal"
+    assert verdict["topic"] == "withdrawal_symptoms"
     assert PHONE in verdict["reply"]
+
+
+def test_triage_names_the_kind_and_the_rules_that_fired(runner):
+    [verdict] = triage(runner, "I took 30 valium")
+    assert verdict["kind"] == "overdose" and "overdose.took_count" in verdict["rules"]
+    [routine] = triage(runner, "what are your hours")
+    assert routine["kind"] is None and routine["rules"] == []
+
+
+def test_triage_explain_adds_the_rules_and_the_models_words(runner):
+    result = runner.invoke(main, ["triage", "--explain"], input="i swallowed 40 of my valium\nwhat are your hours\n")
+    assert result.exit_code == 0, result.output
+    crisis, routine = [json.loads(line) for line in result.stdout.splitlines()]
+    assert set(crisis) == KEYS | {"explain"}
+    assert [r["rule"] for r in crisis["explain"]["rules"]][0] == crisis["rules"][0]
+    model = crisis["explain"]["model"]
+    assert model["escalate"] > model["page"] * 0 and model["for"] and all(len(p) == 2 for p in model["for"])
+    assert routine["explain"]["rules"] == [] and routine["explain"]["model"]["escalate"] < 0.5
 
 
 def test_triage_detects_a_spanish_line(runner):
@@ -101,7 +119,7 @@ def broken_copy(tmp_path, filename: str, old: str, new: str):
 
 @pytest.mark.parametrize("filename, old, new, complaint", [
     ("messages.en.toml", "ESPANOL. Or call us at {phone}.", "ESPANOL.", "messages.en.menu: lacks the clinic number"),
-    ("topics.en.toml", "Don't stop suddenly", "Don\u2019t stop suddenly", "topics.en.withdrawal: too long or not plain GSM-7"),
+    ("topics.en.toml", "Don't stop suddenly", "Don\u2019t stop suddenly", "topics.en.withdrawal_symptoms: too long or not plain GSM-7"),
 ])
 def test_check_content_fails_on_a_broken_copy(runner, env, monkeypatch, filename, old, new, complaint):
     monkeypatch.setenv("HELPLINE_REPLIES_DIR", str(broken_copy(env, filename, old, new)))

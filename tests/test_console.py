@@ -244,14 +244,14 @@ def test_staff_switch_themselves_on_call_admins_switch_anyone_and_it_is_audited(
 # --- numbers ----------------------------------------------------------------------------------------
 
 def test_the_numbers_page_has_charts_tables_and_the_unmatched_questions_and_a_csv(db, sms, ann):
-    sms.send("do you take my cat 123 456 7890")
-    sms.send("Do you take my CAT 5551234567!!")
+    sms.send("whats your favorite movie 123 456 7890")
+    sms.send("Whats your favorite MOVIE 5551234567!!")
     sms.send(CRISIS, sender="+15555550122")
     html = ann.page("/dashboard/metrics?since=7d")
     assert '<svg class="chart" id="chart-texts"' in html and "<title id=\"chart-texts-title\">" in html
     assert '<span class="stat-n" id="stat-texts">3</span>' in html
-    assert "<td>2</td><td>do you take my cat # # #</td>" not in html  # two different digit runs
-    assert "do you take my cat #" in html and "5551234567" not in html and "7890" not in html
+    assert "<td>2</td><td>whats your favorite movie # # #</td>" not in html  # two different digit runs
+    assert "whats your favorite movie #" in html and "5551234567" not in html and "7890" not in html
     resp = ann.get("/dashboard/metrics.csv?since=7d")
     assert resp.status_code == 200 and resp.mimetype == "text/csv"
     lines = resp.get_data(as_text=True).splitlines()

@@ -1,58 +1,153 @@
-"""Labelled corpora: the development set must be exact; independent sets measure generalisation.
+"""Triage measured on labelled text: real texts, blind-written sets, and the project's corpora.
 
-- tests/corpus/dev and dev2: written with the rules (dev2: indirect, euphemistic and
-  method-in-combination phrasing); every crisis pages (emergency/urgent), every review line
-  escalates, no routine line escalates. Add a line, run `make test`.
-- tests/corpus/heldout: written independently of the rules; its misses were studied once to
-  generalise the rules, so it now guards against regressions.
-- tests/corpus/blind: written independently and never read line by line; only the aggregate
-  figures printed here are looked at. Its floor is what the README reports.
+What each set is (README, "Crisis triage"):
+
+- ``tests/corpus/blind-a``, ``blind-b``: written in fresh contexts by writers who never saw the
+  rules, the lexicon or any corpus; never used to train or to choose a threshold. Only the totals
+  printed here are looked at.
+- real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
+  everyday SMS (all of it) and the held-out ``test`` fold of the drug-forum texts. Skipped, with the
+  reason, where ``../shared/data`` is absent.
+- training data (``written``, ``dev``, ``dev2``, ``heldout``, old ``blind``): regression floors.
+
+The floors are what the shipped triage measured, rounded down; the issue's targets are listed
+beside them (TARGETS) and the README says which are met.
 """
 
+from __future__ import annotations
+
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from bot.core.corpus import read
+from bot.core.corpus import Example, read, read_dir, real_examples
 
 CORPUS = Path(__file__).parent / "corpus"
+LABELS = Path(__file__).parent / "labels" / "real.tsv"
+REAL = real_examples(LABELS)
+NEED_REAL = pytest.mark.skipif(not REAL, reason="../shared/data (the real texts) is absent: real-text figures skipped")
+
+# The issue's targets (issue 9): crisis = emergency + urgent lines.
+TARGETS = {
+    "blind": {"crisis_escalated": 0.97, "crisis_paged": 0.92, "routine_escalated_max": 0.03},
+    "sms": {"escalated_max": 0.03, "paged_max": 0.002},
+    "forum": {"routine_paged_max": 0.02, "routine_escalated_max": 0.08, "overdose_escalated": 0.90},
+}
 
 
-def verdicts(bot, kind):
-    rows = []
-    for lang in ("en", "es"):
-        path = CORPUS / kind / f"{lang}.txt"
-        if path.exists():
-            rows += [(ex, bot.triager.triage(ex.text)) for ex in read(path)]
-    return rows
+def measure(bot, examples: list[Example]) -> dict[str, float]:
+    """Escalated / paged shares per label group, and false escalations and pages."""
+    n: Counter = Counter()
+    for ex in examples:
+        v = bot.triager.triage(ex.text)
+        group = "crisis" if ex.crisis else ex.label
+        n[group] += 1
+        n[f"{group}_escalated"] += v.escalate
+        n[f"{group}_paged"] += v.pages
+        if ex.crisis and ex.kind == "overdose":
+            n["overdose"] += 1
+            n["overdose_escalated"] += v.escalate
+    out = {"n": len(examples)}
+    for group in ("crisis", "review", "routine", "overdose"):
+        if n[group]:
+            out[group] = n[group]
+            out[f"{group}_escalated"] = round(n[f"{group}_escalated"] / n[group], 4)
+            if group != "overdose":
+                out[f"{group}_paged"] = round(n[f"{group}_paged"] / n[group], 4)
+    return out
 
 
-def score(rows):
-    crisis = [v for ex, v in rows if ex.label in ("emergency", "urgent")]
-    review = [v for ex, v in rows if ex.label == "review"]
-    routine = [v for ex, v in rows if ex.label == "routine"]
-    return {
-        "crisis_escalated": sum(v.escalate for v in crisis) / len(crisis),
-        "crisis_paged": sum(v.pages for v in crisis) / len(crisis),
-        "review_escalated": sum(v.escalate for v in review) / len(review),
-        "routine_quiet": sum(not v.escalate for v in routine) / len(routine),
-        "n": len(rows),
-    }
+def report(name: str, m: dict) -> None:
+    print(f"\n{name}: {m}")
 
 
-DEV = [(f"{kind}/{ex.source}", ex.line, ex.label, ex.text) for kind in ("dev", "dev2") for lang in ("en", "es")
-       for ex in read(CORPUS / kind / f"{lang}.txt")]
+def holds(m: dict, floor: dict) -> None:
+    """The measured shares are at or above the floor (at or under the *_max ceilings)."""
+    assert m["crisis_escalated"] >= floor["crisis_escalated"], m
+    assert m["crisis_paged"] >= floor["crisis_paged"], m
+    assert m["routine_escalated"] <= floor["routine_escalated_max"], m
 
 
-@pytest.mark.parametrize("source, line, label, text", DEV, ids=[f"{s}:{n}" for s, n, _, _ in DEV])
-def test_dev_corpus_line(bot, source, line, label, text):
-    verdict = bot.triager.triage(text)
-    if label == "routine":
-        assert not verdict.escalate, f"routine text escalated via {verdict.rule}"
-    elif label == "review":
-        assert verdict.escalate
-    else:
-        assert verdict.pages, f"{label} text got {verdict.severity}"
+# --- blind-written sets: never trained on, thresholds never chosen on them ---------------------------
+
+# First look (2026-11-28), kept as regression floors; see the README for the targets and the gap.
+# First look: blind-a 164/175 crisis escalated (93.7%), 153 paged (87.4%), 24/205 routine escalated
+# (11.7%); blind-b 168/175 (96.0%), 149 (85.1%), 18/205 (8.8%). Short of the targets (TARGETS).
+BLIND_FLOORS = {
+    "blind-a": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.12},
+    "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.85, "routine_escalated_max": 0.09},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLIND_FLOORS))
+def test_blind_set_holds_its_floor(bot, name):
+    examples = read_dir(CORPUS / name)
+    assert len(examples) >= 400 and {ex.lang for ex in examples} == {"en", "es"}
+    m = measure(bot, examples)
+    report(name, m)
+    holds(m, BLIND_FLOORS[name])
+
+
+# --- real texts ----------------------------------------------------------------------------------------
+
+@NEED_REAL
+def test_everyday_sms_is_left_alone(bot):
+    """All of sms-chatter.txt, whatever its label: the issue's target is on all of it."""
+    sms = [ex for ex in REAL if ex.source == "sms"]
+    assert len(sms) >= 2200
+    m = measure(bot, [Example("routine", ex.text, "sms", ex.line) for ex in sms])
+    report("sms (all)", m)
+    assert m["routine_escalated"] <= TARGETS["sms"]["escalated_max"]
+    assert m["routine_paged"] <= TARGETS["sms"]["paged_max"]
+
+
+@NEED_REAL
+def test_held_out_drug_forum_text(bot):
+    forum = [ex for ex in REAL if ex.source != "sms" and ex.fold == "test"]
+    m = measure(bot, forum)
+    report("forum (held-out fold)", m)
+    assert m["routine_paged"] <= TARGETS["forum"]["routine_paged_max"]
+    assert m["routine_escalated"] <= TARGETS["forum"]["routine_escalated_max"]
+    assert m["overdose_escalated"] >= FORUM_OVERDOSE_FLOOR
+
+
+# First look: 9 of the fold's 18 overdose / dangerous-mixing crises escalated (target 90%): forum posts
+# talk about overdoses all the time, and the few real ones read like the rest. README says so.
+FORUM_OVERDOSE_FLOOR = 0.5
+
+
+def test_the_real_labels_are_double_labelled_and_settled():
+    from bot.core.corpus import read_real_labels
+    rows = read_real_labels(LABELS)
+    assert len(rows) >= 3000
+    for r in rows:
+        assert r["a_tier"] and r["b_tier"], r["id"]
+        agree = (r["a_tier"], r["a_kind"]) == (r["b_tier"], r["b_kind"]) and (
+            r["a_tier"] == "routine" or r["a_about"] == r["b_about"])
+        assert agree or r["c_tier"], f"{r['id']}: disagreement without a third label"
+        assert r["tier"] == (r["a_tier"] if agree else r["c_tier"])
+    assert {r["fold"] for r in rows} == {"train", "test"}
+
+
+# --- training data: regression floors -----------------------------------------------------------------
+
+TRAINING_FLOORS = {
+    "written": {"crisis_escalated": 0.97, "crisis_paged": 0.93, "routine_escalated_max": 0.04},
+    "dev": {"crisis_escalated": 0.99, "crisis_paged": 0.99, "routine_escalated_max": 0.01},
+    "dev2": {"crisis_escalated": 0.99, "crisis_paged": 0.99, "routine_escalated_max": 0.01},
+    "heldout": {"crisis_escalated": 0.99, "crisis_paged": 0.99, "routine_escalated_max": 0.01},
+    # the earlier blind set: its totals were looked at while the rules were tuned, so it is not held out
+    "blind": {"crisis_escalated": 0.97, "crisis_paged": 0.92, "routine_escalated_max": 0.03},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING_FLOORS))
+def test_training_corpora_hold_their_floors(bot, name):
+    examples = read_dir(CORPUS / name)
+    m = measure(bot, examples)
+    report(name, m)
+    holds(m, TRAINING_FLOORS[name])
 
 
 def test_dev_corpus_is_big_enough_in_both_languages():
@@ -60,21 +155,18 @@ def test_dev_corpus_is_big_enough_in_both_languages():
         assert len(read(CORPUS / "dev" / f"{lang}.txt")) >= minimum
 
 
-def test_heldout_corpus_keeps_its_recall(bot):
-    s = score(verdicts(bot, "heldout"))
-    print("heldout", s)
-    assert s["crisis_paged"] >= 0.97 and s["crisis_escalated"] == 1.0 and s["routine_quiet"] >= 0.97
+def test_written_corpora_are_big_and_in_both_languages():
+    examples = read_dir(CORPUS / "written")
+    assert len(examples) >= 4000
+    langs = Counter(ex.lang for ex in examples)
+    assert langs["es"] >= 1500 and langs["en"] >= 2500
 
 
-def test_blind_corpus_recall(bot):
-    rows = verdicts(bot, "blind")
-    if not rows:
-        pytest.skip("no blind corpus")
-    s = score(rows)
-    print("blind", s)
-    for key, floor in BLIND_FLOOR.items():
-        assert s[key] >= floor, (key, s[key])
-
-
-# Just under what the README reports (124/125 escalated, 112/125 paged, 168/173 quiet).
-BLIND_FLOOR = {"crisis_escalated": 0.97, "crisis_paged": 0.85, "routine_quiet": 0.95}
+def test_label_agreement_is_reproducible_from_the_repository():
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from label_agreement import agreement
+    figures = agreement(LABELS)
+    assert figures["texts"] >= 3000 and figures["settled_by_third"] > 0
+    # Independent labellers, one guide: substantial agreement on whether a text needs a human.
+    assert figures["escalate"]["kappa"] >= 0.7 and figures["page"]["kappa"] >= 0.7

@@ -610,3 +610,12 @@ def test_an_empty_reply_is_refused_by_the_form(db, sms, ann):
 def test_a_malformed_audit_filter_is_said_and_ignored(sms, ann):
     html = ann.page("/dashboard/audit?escalation=abc")
     assert "Not a valid integer value." in flashes(html) and "audit-login" in html
+
+
+def test_the_escalation_page_says_why_triage_escalated(db, sms, ann):
+    """Staff see what `helpline triage --explain` shows: the rules that fired and the model's words."""
+    sms.send("I took 30 valium")
+    esc = escalation(db)
+    html = ann.get(f"/dashboard/escalations/{esc.id}").get_data(as_text=True)
+    assert "Why it escalated" in html and "overdose.took_count" in html
+    assert "Needs a human" in html and "Toward a crisis" in html

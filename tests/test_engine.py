@@ -49,7 +49,7 @@ def test_opted_out_contacts_get_no_routine_replies(bot):
 
 
 def test_review_texts_get_the_answer_with_a_911_988_footer_when_it_fits(bot):
-    d = decide(bot, "I relapsed, how does detox work")
+    d = decide(bot, "i honestly cant do this anymore, how does detox work")
     assert d.kind == "review" and "988" in d.reply and fits(d.reply, "en")
 
 
@@ -71,7 +71,7 @@ def test_language_words_switch_and_are_remembered(bot, word, lang):
 
 
 @pytest.mark.parametrize("text, topic", [
-    ("what are the withdrawel symptoms", "withdrawal"), ("valiumm withdrawel how long", "withdrawal"),
+    ("what are the withdrawel symptoms", "withdrawal_symptoms"), ("valiumm withdrawel how long", "withdrawal_duration"),
     ("what r the sintoms of diazepam dependance", "signs"), ("do you take blue cross insurance", "insurance"),
     ("where are you located", "location"), ("how much does it cost", "cost"), ("valium", "what_is"),
     ("how can I support my wife through this", "family"), ("is this confidential", "confidentiality"),
@@ -100,4 +100,5 @@ def test_media_only_and_empty_texts_get_a_safe_answer(bot):
 @pytest.mark.parametrize("text, lang", [("I took 30 valium", "en"), ("me tomé 30 valium", "es")])
 def test_crisis_replies_are_in_the_texters_language(bot, text, lang):
     d = decide(bot, text)
-    assert d.language == lang and d.reply == bot.content.message("crisis_emergency", lang)
+    assert d.language == lang and d.reply == bot.content.crisis_reply("emergency", "overdose", lang, alerted=False)
+    assert d.alerted_reply == bot.content.crisis_reply("emergency", "overdose", lang, alerted=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from bot.core.normalize import BOUNDARY, fold, squeeze, tokenize, words
-from bot.core.phrases import PhraseIndex, edit_distance, max_typos
+from bot.core.phrases import load_real_words, PhraseIndex, edit_distance, max_typos
 from bot.core.sms import fits, is_gsm7, segments
 
 
@@ -39,23 +39,37 @@ def test_short_words_must_be_exact_and_long_words_allow_more_typos():
 
 @pytest.fixture
 def index():
-    return PhraseIndex({"withdrawal": ["W"], "kill myself": ["K"], "diet": ["D"], "valium": ["V"]},
-                       never_fuzzy=["dieting"])
+    return PhraseIndex({"withdrawal": ["W"], "kill myself": ["K"], "diet": ["D"], "valium": ["V"],
+                        "noose": ["N"], "abused": ["A"], "carve": ["C"]}, real_words=load_real_words())
 
 
-@pytest.mark.parametrize("token, expected", [
-    ("withdrawel", {"withdrawal"}), ("valiumm", {"valium"}), ("vallium", {"valium"}),
-    ("xithdrawal", set()),  # first letters are not guessed
-    ("dieting", set()),  # listed as a real word, never a typo
-    ("died", set()),  # four letters: exact only
+@pytest.mark.parametrize("token, expected, fuzzy", [
+    ("withdrawel", {"withdrawal"}, True), ("valiumm", {"valium"}, False), ("vallium", {"valium"}, False),  # squeezed, not corrected
+    ("xithdrawal", set(), False),  # first letters are not guessed
+    ("dieting", set(), False),  # a real word, never a typo
+    ("died", set(), False),  # four letters: exact only
 ])
-def test_resolve_tolerates_typos_but_not_on_short_or_protected_words(index, token, expected):
-    assert set(index.resolve(token)) == expected
+def test_resolve_tolerates_typos_but_not_on_short_or_real_words(index, token, expected, fuzzy):
+    words, was_fuzzy = index.resolve(token)
+    assert set(words) == expected and was_fuzzy == fuzzy
+
+
+@pytest.mark.parametrize("token", ["nose", "amused", "crave", "noise"])
+def test_a_common_word_is_never_corrected_into_a_crisis_word(index, token):
+    """'nose essay' is not 'noose', 'keep us amused' is not 'abused', 'do you crave me' is not 'carve'."""
+    assert index.resolve(token) == (frozenset(), False)
+
+
+def test_the_word_list_is_a_real_word_list_in_both_languages():
+    words = load_real_words()
+    assert len(words) > 40_000
+    assert {"nose", "amused", "crave", "pizza", "casa", "trabajo", "mañana".replace("ñ", "n")} <= words
+    assert not {"sucide", "overdozed", "kil"} & words
 
 
 def test_find_reports_multi_word_phrases_with_typos(index):
     found = index.find(index.tokens("i want to kil myslef"))
-    assert [(f.label, f.start, f.end) for f in found] == [("K", 3, 5)]
+    assert [(f.label, f.start, f.end, f.fuzzy) for f in found] == [("K", 3, 5, True)]
 
 
 @pytest.mark.parametrize("text, n", [("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3),

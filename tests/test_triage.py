@@ -36,16 +36,23 @@ def test_a_negated_thought_does_not_hide_an_overdose(bot, text):
 
 @pytest.mark.parametrize("text", ["I'm not suicidal", "i dont want to kill myself", "no me quiero morir"])
 def test_negation_lowers_to_review_but_never_drops(bot, text):
+    """The rule's hit is lowered to review; the model may still read more in it, never less."""
+    [hit] = [h for h in bot.triager.rule_hits(bot.triager.index.tokens(text)) if h.lowered_by == "negation"][:1]
+    assert hit.severity == "review"
+    assert bot.triager.triage(text).escalate
+
+
+@pytest.mark.parametrize("text", ["I tried to kill myself 3 years ago", "intente matarme hace dos años"])
+def test_a_past_attempt_brought_up_now_is_review_never_dropped(bot, text):
     verdict = bot.triager.triage(text)
-    assert verdict.severity == "review"
-    assert verdict.hits[0].lowered_by == "negation"
+    assert verdict.severity == "review" and verdict.hits[0].lowered_by == "past"
 
 
 @pytest.mark.parametrize("text", ["my mom overdosed years ago, that's why I want to get clean",
-                                  "I tried to kill myself 3 years ago", "I tried to overdose back in 2019"])
-def test_a_story_long_past_is_review_not_dropped(bot, text):
-    verdict = bot.triager.triage(text)
-    assert verdict.severity == "review" and verdict.hits[0].lowered_by == "past"
+                                  "I OD'd in 2019 and I've been clean since"])
+def test_a_past_overdose_told_as_history_never_pages(bot, text):
+    """Past overdoses are everyday history at a detox clinic (the issue's hard routine cases)."""
+    assert not bot.triager.triage(text).pages
 
 
 def test_now_keeps_a_past_marker_from_lowering(bot):

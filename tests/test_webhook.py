@@ -213,6 +213,54 @@ def test_a_third_person_overdose_gets_the_crisis_reply(sms):
         assert needle in reply.text
 
 
+# --- the crisis reply fits the kind and says only what is true ----------------------------------------
+
+ALERTED, LATER = "Our staff have been alerted", "A person will read this as soon as possible"
+
+
+@pytest.mark.parametrize("text, first, must", [
+    ("my brother took all his pills and wont wake up", "911", "1-800-222-1222"),  # overdose: 911, Poison Control
+    ("i want to kill myself", "988", "911"),  # suicide: 988 first, 911 if in danger
+    ("he is hitting me right now and locked the door", "911", "1-800-799-7233"),  # violence: DV hotline
+    ("my son is having a seizure right now", "911", "side"),  # medical, not the suicide template
+])
+def test_the_crisis_reply_fits_the_kind(sms, app, text, first, must):
+    make_healthy(app)
+    reply = sms.send(text).text
+    assert first in reply and must in reply and PHONE in reply
+    numbers = [n for n in ("911", "988") if n in reply]
+    assert numbers and reply.index(first) == min(reply.index(n) for n in numbers)
+
+
+def test_an_overdose_with_suicidal_words_is_an_emergency_that_leads_with_911(sms, app, db):
+    make_healthy(app)
+    reply = sms.send("ya no quiero vivir, me tomé 20 valium").text
+    assert reply.index("911") < reply.index("Toxicología")
+    [esc] = escalations(db)
+    assert (esc.severity, esc.kind) == ("emergency", "overdose")
+
+
+def test_staff_have_been_alerted_only_when_a_page_was_queued(sms, app, db):
+    """Nobody can be paged (no staff at all): the reply promises a person, not a page."""
+    reply = sms.send(OVERDOSE).text
+    assert LATER in reply and ALERTED not in reply
+    [esc] = escalations(db)
+    assert esc.page_problem and "NO ACTIVE STAFF" in esc.page_problem
+
+
+def test_with_staff_on_call_the_reply_says_they_were_alerted(sms, app):
+    make_healthy(app)
+    reply = sms.send(OVERDOSE).text
+    assert ALERTED in reply and LATER not in reply
+
+
+def test_a_training_text_never_claims_staff_were_alerted(app, db):
+    from bot.core.engine import Inbound
+    make_healthy(app)
+    outcome = app.extensions["helpline"].helpline.handle(Inbound("test:+15550001234", OVERDOSE, channel="test"))
+    assert LATER in outcome.reply and ALERTED not in outcome.reply
+
+
 @pytest.mark.storage
 def test_an_overdose_opens_an_emergency_escalation_linked_to_the_message(sms, db):
     sms.send(OVERDOSE, sid=sid("crisis"))
@@ -428,6 +476,7 @@ def test_with_no_schema_crisis_texts_still_get_the_crisis_reply_and_are_replayed
     with caplog.at_level(logging.INFO):
         crisis = sms.send(OVERDOSE, sid=sid("down1"))
     assert crisis.status == 200 and "911" in crisis.text
+    assert LATER in crisis.text and ALERTED not in crisis.text  # nothing was stored, nobody was paged
     critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert critical and "ESCALATION NOT STORED" in critical[0].getMessage()
     assert TEXTER not in caplog.text and OVERDOSE not in caplog.text

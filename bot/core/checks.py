@@ -23,6 +23,20 @@ CALL_PROMISE = re.compile(r"\bcall us\b|\bll[aá]manos\b|\bllamarnos\b", re.I)
 DANGER = re.compile(r"\b(danger|emergency|crisis|peligro|emergencia)\b|\b(911|988)\b", re.I)
 PHONE_LIKE = re.compile(r"\(?\b\d{3}\)?[ .-]?\d{3}[ .-]\d{4}\b")
 FICTIONAL = re.compile(r"555[ .-]01\d\d$")
+AUTOMATED = {"en": "automated", "es": "automátic"}
+POISON_CONTROL = "1-800-222-1222"
+DV_HOTLINE = ("1-800-799-7233",)
+# What each kind's crisis reply must name, and which number must come first.
+# Every crisis reply names 911 and 988 (the outage path and staff count on it), whichever leads.
+KIND_MUST = {
+    "overdose": (("911", "988", POISON_CONTROL), "911"),
+    "medical": (("911", "988"), "911"),
+    "suicide": (("988", "911"), "988"),
+    "self_harm": (("988", "911"), "988"),
+    "violence": (("911", "988", *DV_HOTLINE), "911"),
+    "distress": (("911", "988"), None),
+}
+SPANISH_988 = ("marca 2", "AYUDA")
 
 
 def check(content: Content) -> list[str]:
@@ -43,17 +57,29 @@ def check(content: Content) -> list[str]:
 
     for lang, messages in content.messages.items():
         for key, text in messages.items():
-            if key == "review_footer":
+            if key in ("review_footer", "staff_alerted", "staff_later"):
                 continue
             reply_ok(f"messages.{lang}.{key}", text, lang)
-        for key in ("crisis_emergency", "crisis_urgent", "help", "review"):
-            for needle in CRISIS_MUST[lang][:2]:
+        for key in ("help", "review"):
+            for needle in ("911", "988"):
                 if needle not in messages[key]:
                     problems.append(f"messages.{lang}.{key}: must mention {needle}")
-        for key in ("crisis_emergency", "crisis_urgent"):
-            for needle in CRISIS_MUST[lang]:
-                if needle.lower() not in messages[key].lower():
-                    problems.append(f"messages.{lang}.{key}: must mention {needle!r}")
+        for kind, tiers in content.crisis[lang].items():
+            must, first = KIND_MUST[kind]
+            for tier in tiers:
+                for alerted in (False, True):
+                    where = f"messages.{lang}.crisis.{kind}.{tier}" + (" (staff alerted)" if alerted else "")
+                    text = content.crisis_reply(tier, kind, lang, alerted)
+                    reply_ok(where, text, lang)
+                    for needle in (*must, AUTOMATED[lang]):
+                        if needle.lower() not in text.lower():
+                            problems.append(f"{where}: must mention {needle!r}")
+                    if first and any(n in text and text.index(n) < text.index(first) for n in ("911", "988")):
+                        problems.append(f"{where}: must lead with {first}")
+                    if lang == "es" and "988" in text and not any(n in text for n in SPANISH_988):
+                        problems.append(f"{where}: 988 needs its Spanish option (marca 2 / AYUDA)")
+                    if "{staff}" in text:
+                        problems.append(f"{where}: {{staff}} was not filled in")
 
     ids = {lang: [t.id for t in topics] for lang, topics in content.topics.items()}
     if ids.get("en") != ids.get("es"):
@@ -85,11 +111,7 @@ def check(content: Content) -> list[str]:
             verdict = bot.triager.triage(ex)
             if rule.id not in verdict.rules:
                 problems.append(f"rule {rule.id}: example {ex!r} does not fire it (got {verdict.rules or 'nothing'})")
-    for idiom in content.idioms:
-        for ex in idiom.examples:
-            verdict = bot.triager.triage(ex)
-            if verdict.escalate:
-                problems.append(f"idiom {idiom.id}: example {ex!r} still escalates via {verdict.rule}")
+    problems.extend(_check_idioms(content, bot))
     problems.extend(check_canned(content))
     return problems
 
@@ -159,3 +181,33 @@ def check_chat(content: Content) -> list[str]:
                 if DOSING.search(text):
                     problems.append(f"{where}: looks like dosing or taper instructions")
     return problems
+
+
+def _check_idioms(content: Content, bot: Bot) -> list[str]:
+    """Every idiom example matches its own idiom, the idiom matters for it, and it is routine.
+
+    An idiom matters when a rule fires on the example once the idioms are gone (the idiom is what
+    cancels it), or when the model, told of the idiom, is less sure the text needs a human than
+    without it (idioms are part of what the model reads). Otherwise the check could not fail.
+    """
+    from dataclasses import replace as replaced
+    bare = Bot(replaced(content, idioms=()))
+    bare.triager.model = None
+    model = bot.triager.model
+    problems = []
+    for idiom in content.idioms:
+        for ex in idiom.examples:
+            tokens = bot.triager.index.tokens(ex)
+            extra = bot.triager.read(tokens)[1]
+            if f"i:{idiom.id}" not in extra:
+                problems.append(f"idiom {idiom.id}: example {ex!r} does not match the idiom")
+            elif not bare.triager.rule_hits(bare.triager.index.tokens(ex)) and (
+                    model is None or model.escalate_p(tokens, extra) >= model.escalate_p(
+                        tokens, [e for e in extra if not e.startswith("i:")])):
+                problems.append(f"idiom {idiom.id}: example {ex!r} changes nothing (no rule fires without the "
+                                "idioms and the model is no less sure with it)")
+            verdict = bot.triager.triage(ex)
+            if verdict.escalate:
+                problems.append(f"idiom {idiom.id}: example {ex!r} still escalates via {verdict.rule}")
+    return problems
+

@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from bot.core.states import TIERS
+from bot.core.states import PAGING_TIERS, TIERS, CrisisKind
+
+CRISIS_KINDS = tuple(k.value for k in CrisisKind)
+PAGING_TIER_NAMES = tuple(t.value for t in PAGING_TIERS)
 
 LANGUAGES = ("en", "es")
 
 # Fixed messages every language must define.
 MESSAGE_KEYS = (
-    "crisis_emergency", "crisis_urgent", "review", "review_footer", "help", "menu",
+    "review", "review_footer", "help", "menu", "staff_alerted", "staff_later",
     "media", "optin", "language_set", "trouble", "fallback", "followup", "reply_limited",
 )
 
@@ -62,6 +65,8 @@ class Rule:
     raise_with: tuple[str, ...] = ()
     note: str = ""
     order: int = 0
+    kind: str | None = None  # CrisisKind (None for idioms)
+    idiomatic: bool = False  # its words are often figurative or general: the model may overrule it
 
 
 @dataclass(frozen=True)
@@ -79,12 +84,12 @@ class Content:
     idioms: tuple[Rule, ...]
     emoji: dict[str, str]
     replace: dict[str, str]
-    never_fuzzy: tuple[str, ...]
     number_min: int
     language_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clinic_short_name: str = ""
     clinic_city: str = ""
     chat: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # language -> section -> key -> text
+    crisis: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # lang -> kind -> tier -> text
 
     def message(self, key: str, language: str) -> str:
         """A fixed message in the given language, falling back to English."""
@@ -93,6 +98,12 @@ class Content:
     def chat_text(self, section: str, key: str, language: str | None) -> str:
         """One of the web chat's texts in the given language, falling back to English."""
         return self.chat.get(language or "en", {}).get(section, {}).get(key) or self.chat["en"][section][key]
+    def crisis_reply(self, tier: str, kind: str | None, language: str, alerted: bool) -> str:
+        """The crisis reply for a paging tier and a kind; "staff have been alerted" only if ``alerted``."""
+        by_kind = self.crisis.get(language) or self.crisis["en"]
+        text = by_kind.get(kind or "", by_kind[CrisisKind.DISTRESS])[tier]
+        staff = self.message("staff_alerted" if alerted else "staff_later", language)
+        return text.replace("{staff}", staff)
 
 
 def _read(path: Path) -> dict:
@@ -109,6 +120,17 @@ def _render(text: str, clinic: dict) -> str:
     return text.strip().replace("{clinic}", clinic["name"]).replace("{phone}", clinic["phone"])
 
 
+def _crisis_replies(raw: dict, clinic: dict, where: str) -> dict[str, dict[str, str]]:
+    """The [crisis.<kind>] tables: an emergency and an urgent reply for every kind."""
+    out: dict[str, dict[str, str]] = {}
+    for kind in CRISIS_KINDS:
+        tiers = raw.get(kind)
+        if not isinstance(tiers, dict) or any(t not in tiers for t in PAGING_TIER_NAMES):
+            raise ContentError(f"{where}: [crisis.{kind}] needs {' and '.join(PAGING_TIER_NAMES)} replies")
+        out[kind] = {t: _render(tiers[t], clinic) for t in PAGING_TIER_NAMES}
+    return out
+
+
 def parse_rule(raw: dict, where: str, default_severity: str | None = None, order: int = 0) -> Rule:
     """Build a Rule from its TOML table; patterns are 'SLOT SLOT', a slot is 'A|b|C'."""
     rid = raw.get("id")
@@ -119,6 +141,9 @@ def parse_rule(raw: dict, where: str, default_severity: str | None = None, order
         raise ContentError(f"{where}: rule {rid} has severity {severity!r}")
     if ("pattern" in raw) == ("all" in raw):
         raise ContentError(f"{where}: rule {rid} needs exactly one of 'pattern' or 'all'")
+    kind = raw.get("kind")
+    if default_severity is None and kind not in CRISIS_KINDS:
+        raise ContentError(f"{where}: rule {rid} has kind {kind!r} (one of {', '.join(CRISIS_KINDS)})")
     spec = raw["pattern"].split() if "pattern" in raw else list(raw["all"])
     slots = tuple(tuple(s.split("|")) for s in spec)
     return Rule(
@@ -126,7 +151,7 @@ def parse_rule(raw: dict, where: str, default_severity: str | None = None, order
         gap=int(raw.get("gap", 1)), window=int(raw.get("window", 8)),
         whole=bool(raw.get("whole", False)), negatable=bool(raw.get("negatable", True)),
         examples=tuple(raw.get("examples", ())), raise_with=tuple(raw.get("raise_with", ())),
-        note=raw.get("note", ""), order=order,
+        note=raw.get("note", ""), order=order, kind=kind, idiomatic=bool(raw.get("idiomatic", False)),
     )
 
 
@@ -147,6 +172,7 @@ def load(root: Path | str) -> Content:
     root = Path(root)
     clinic = _read(root / "clinic.toml")
     messages: dict[str, dict[str, str]] = {}
+    crisis: dict[str, dict[str, dict[str, str]]] = {}
     topics: dict[str, tuple[Topic, ...]] = {}
     keywords: dict[str, dict[str, tuple[str, ...]]] = {}
     for lang in LANGUAGES:
@@ -154,6 +180,7 @@ def load(root: Path | str) -> Content:
         missing = [k for k in MESSAGE_KEYS if k not in raw]
         if missing:
             raise ContentError(f"messages.{lang}.toml lacks {', '.join(missing)}")
+        crisis[lang] = _crisis_replies(raw.pop("crisis", {}), clinic, f"messages.{lang}.toml")
         messages[lang] = {k: _render(v, clinic) for k, v in raw.items()}
         raw_topics = _read(root / f"topics.{lang}.toml").get("topic", [])
         items = []
@@ -177,11 +204,12 @@ def load(root: Path | str) -> Content:
         root=root, clinic_name=clinic["name"], clinic_phone=clinic["phone"],
         messages=messages, topics=topics, keywords=keywords, concepts=concepts,
         rules=rules, idioms=idioms, emoji=dict(lex.get("emoji", {})),
-        replace=dict(lex.get("replace", {})), never_fuzzy=tuple(lex.get("never_fuzzy", {}).get("words", ())),
+        replace=dict(lex.get("replace", {})),
         number_min=int(lex.get("numbers", {}).get("many_at_least", 5)),
         language_words={k: tuple(v) for k, v in lang_raw.items() if isinstance(v, list)},
         clinic_short_name=clinic.get("short_name") or clinic["name"], clinic_city=clinic.get("city", ""),
         chat=chat,
+        crisis=crisis,
     )
 
 

@@ -68,6 +68,7 @@ class Decision:
     topic: str | None = None
     opt_out: bool | None = None  # True: opted out now; False: opted back in now
     remember_language: str | None = None
+    alerted_reply: str | None = None  # the crisis reply to send instead once a page is really queued
     # Claimed conversation: the crisis reply the bot held back (staff answer; sent only as a fallback).
     held_reply: str | None = None
 
@@ -105,9 +106,13 @@ class Bot:
                 verdict = together
         return verdict
 
-    def crisis_reply(self, severity: str, language: str) -> str:
-        """The fixed crisis reply for a paging tier."""
-        return self.content.message(f"crisis_{severity}", language)
+    def crisis_reply(self, verdict: Triage, language: str, alerted: bool = False) -> str:
+        """The crisis reply for a paging verdict: by its kind and tier, in the texter's language.
+
+        It says staff have been alerted only when ``alerted``: the caller knows whether a page was
+        really queued (the core alone cannot, so by default it promises a person, not a page).
+        """
+        return self.content.crisis_reply(verdict.severity, verdict.kind, language, alerted)
 
     def decide(self, msg: Inbound, state: State = State()) -> Decision:
         """Decide the reply and side effects for one message.
@@ -118,7 +123,8 @@ class Bot:
         """
         decision = self._decide(msg, state)
         if state.claimed and decision.reply is not None:
-            held = decision.reply if decision.kind == K.CRISIS else None
+            # Held for a conversation staff already own: sent later, it may truly say staff are alerted.
+            held = (decision.alerted_reply or decision.reply) if decision.kind == K.CRISIS else None
             return replace(decision, kind=K.SILENT, reply=None, held_reply=held)
         return decision
 
@@ -145,7 +151,8 @@ class Bot:
 
         if verdict.pages:
             # Crisis outranks everything: opt-out, an open escalation, any keyword.
-            return decision(K.CRISIS, self.crisis_reply(verdict.severity, language))
+            return decision(K.CRISIS, self.crisis_reply(verdict, language),
+                            alerted_reply=self.crisis_reply(verdict, language, alerted=True))
         if word in OPT_OUT:
             # Twilio sends the carrier confirmation itself; anything we add would be blocked.
             return decision(K.OPTOUT, None, opt_out=True)
@@ -168,6 +175,30 @@ class Bot:
         if topic:
             return decision(K.TOPIC, topic.reply, topic=topic.id)
         return decision(K.MENU, self.content.message("menu", language))
+
+    def explain(self, text: str, recent: tuple[str, ...] = ()) -> dict:
+        """Why triage decided what it did, for staff and ``helpline triage --explain``.
+
+        ``rules``: every rule that fired (tier after context, base tier, kind, what lowered it, and
+        whether it was weak evidence the model could overrule, or overruled); ``model``: its
+        probabilities, kind, and the words pulling hardest toward and away from escalation.
+        """
+        text = (text or "")[:TRIAGE_CHARS]
+        verdict = self.triage(text, recent)
+        hits = [{"rule": h.rule, "tier": h.severity, "base": h.base, "kind": h.kind, "lowered_by": h.lowered_by,
+                 "weak": h.weak, "overruled": False} for h in verdict.hits]
+        hits += [{"rule": h.rule, "tier": None, "base": h.base, "kind": h.kind, "lowered_by": "model",
+                  "weak": True, "overruled": True} for h in verdict.overruled]
+        out: dict = {"rules": hits, "model": None}
+        model = self.triager.model
+        if model is not None:
+            tokens = self.triager.index.tokens(text)
+            extra = self.triager.read(tokens)[1]
+            s = verdict.scores or model.scores(tokens, extra)
+            out["model"] = {"escalate": round(s.escalate, 3), "page": round(s.page, 3),
+                            "emergency": round(s.emergency, 3), "other": round(s.other, 3), "kind": s.kind,
+                            **model.explain(tokens, extra)}
+        return out
 
     def _review_reply(self, answer: str | None, language: str) -> str:
         """Answer the question with a one-line 911/988 footer when both fit; else the review message."""

@@ -7,9 +7,11 @@ import unicodedata
 from typing import Mapping
 
 BOUNDARY = "."  # token that marks a sentence end; scope rules stop at it
+CLAUSE = ","  # token that marks a clause break (comma, semicolon, colon); a negation's scope stops at it
+MARKS = frozenset({BOUNDARY, CLAUSE})
 
 _APOSTROPHES = re.compile(r"['\u2019\u2018`\u00b4]")
-_TOKEN = re.compile(r"[a-z0-9]+|[.!?\n]+")
+_TOKEN = re.compile(r"[a-z0-9]+|[.!?\n]+|[,;:]+")
 _NUM_UNIT = re.compile(r"^(\d+)([a-z]+)$")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _REPEATS = re.compile(r"(.)\1+")
@@ -53,12 +55,18 @@ def fold(text: str, emoji: Mapping[str, str] | None = None,
 
 
 def tokenize(folded: str) -> list[str]:
-    """Split folded text into word tokens and sentence-boundary tokens."""
+    """Split folded text into word tokens, sentence-boundary and clause-break tokens."""
     tokens: list[str] = []
     for raw in _TOKEN.findall(folded):
         if raw[0] in ".!?\n":
-            if tokens and tokens[-1] != BOUNDARY:
+            if tokens and tokens[-1] == CLAUSE:
+                tokens[-1] = BOUNDARY
+            elif tokens and tokens[-1] != BOUNDARY:
                 tokens.append(BOUNDARY)
+            continue
+        if raw[0] in ",;:":
+            if tokens and tokens[-1] not in MARKS:
+                tokens.append(CLAUSE)
             continue
         if raw.isdigit() or raw.isalpha():
             tokens.append(raw)
@@ -68,7 +76,7 @@ def tokenize(folded: str) -> list[str]:
             tokens.extend(unit.groups())
         else:  # "k1ll", "su1c1de": digits inside a word are letters in disguise
             tokens.append(raw.translate(_LEET))
-    if tokens and tokens[-1] == BOUNDARY:
+    if tokens and tokens[-1] in MARKS:
         tokens.pop()
     return tokens
 

@@ -4,14 +4,24 @@ A :class:`PhraseIndex` is built once from ``{phrase: labels}``. Every message to
 to the vocabulary words it could be (exact, repeated letters squeezed, or within a small
 edit distance through a symmetric-delete index), then phrases are found by looking up the
 resolved first word in a dict. Cost grows with the message, not with the number of phrases.
+
+Typo tolerance is only for non-words: a token that is itself a common English or Spanish word
+(``bot/core/data/common_words.txt``, built from wordfreq) is never squeezed or corrected into
+another word, so "nose" is not "noose", "amused" is not "abused" and "crave" is not "carve".
+A phrase found through a corrected token is marked ``fuzzy``: weaker evidence, which the
+triage model may overrule.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Iterable, Mapping
 
-from bot.core.normalize import BOUNDARY, squeeze, tokenize, fold
+from bot.core.normalize import MARKS, squeeze, tokenize, fold
+
+REAL_WORDS = Path(__file__).parent / "data" / "common_words.txt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +31,17 @@ class Found:
     label: str
     start: int
     end: int
+    fuzzy: bool = False  # at least one of its tokens was a typo correction
+
+
+_NOTHING: tuple[frozenset[str], bool] = (frozenset(), False)
+
+
+@lru_cache(maxsize=2)
+def load_real_words(path: Path | str = REAL_WORDS) -> frozenset[str]:
+    """The common-word list (one word per line, '#' comments), folded like triage text."""
+    with Path(path).open(encoding="utf-8") as fh:
+        return frozenset(line.strip() for line in fh if line.strip() and not line.startswith("#"))
 
 
 def _deletes(word: str, depth: int) -> set[str]:
@@ -65,16 +86,16 @@ def max_typos(word: str) -> int:
 class PhraseIndex:
     """Typo-tolerant multi-word phrase finder over a fixed vocabulary."""
 
-    def __init__(self, phrases: Mapping[str, Iterable[str]], never_fuzzy: Iterable[str] = (),
+    def __init__(self, phrases: Mapping[str, Iterable[str]], real_words: Iterable[str] = (),
                  emoji: Mapping[str, str] | None = None, replace: Mapping[str, str] | None = None):
         self.emoji = dict(emoji or {})
         self.replace = dict(replace or {})
-        self._never_fuzzy = {squeeze(w) for w in never_fuzzy}
+        self._real_words = frozenset(real_words)
         # A token trie: node = (labels ending here, children by next word).
         self._trie: dict[str, tuple[set[str], dict]] = {}
         vocab: set[str] = set()
         for phrase, labels in phrases.items():
-            toks = tuple(t for t in tokenize(fold(phrase, replace=self.replace)) if t != BOUNDARY)
+            toks = tuple(t for t in tokenize(fold(phrase, replace=self.replace)) if t not in MARKS)
             if not toks:
                 continue
             vocab.update(toks)
@@ -91,10 +112,10 @@ class PhraseIndex:
             self._squeezed.setdefault(squeeze(word), set()).add(word)
             for d in _deletes(word, max_typos(word)):
                 self._fuzzy.setdefault(d, set()).add(word)
-        self._cache: dict[str, frozenset[str]] = {}
+        self._cache: dict[str, tuple[frozenset[str], bool]] = {}
 
-    def resolve(self, token: str) -> frozenset[str]:
-        """Vocabulary words this token may stand for (empty if none)."""
+    def resolve(self, token: str) -> tuple[frozenset[str], bool]:
+        """Vocabulary words this token may stand for (empty if none), and whether by typo correction."""
         hit = self._cache.get(token)
         if hit is not None:
             return hit
@@ -104,14 +125,16 @@ class PhraseIndex:
         self._cache[token] = out
         return out
 
-    def _resolve(self, token: str) -> frozenset[str]:
+    def _resolve(self, token: str) -> tuple[frozenset[str], bool]:
         if token in self.vocab:
-            return frozenset((token,))
+            return frozenset((token,)), False
+        if token in self._real_words or token.isdigit():
+            return _NOTHING  # a real word of its own, never a typo of another
         sq = squeeze(token)
         if sq in self._squeezed:
-            return frozenset(self._squeezed[sq])
-        if sq in self._never_fuzzy or token.isdigit():
-            return frozenset()
+            return frozenset(self._squeezed[sq]), False
+        if sq in self._real_words:
+            return _NOTHING
         best: set[str] = set()
         best_d = 99
         for cand_key in _deletes(token, max_typos(token)):
@@ -128,7 +151,7 @@ class PhraseIndex:
                         best, best_d = {cand}, d
                     elif d == best_d:
                         best.add(cand)
-        return frozenset(best)
+        return (frozenset(best), True) if best else _NOTHING
 
     def tokens(self, text: str) -> list[str]:
         """Tokenize a raw message with this index's emoji map and rewrites."""
@@ -136,21 +159,25 @@ class PhraseIndex:
 
     def find(self, tokens: list[str]) -> list[Found]:
         """Every phrase occurrence in the token list (a trie walk from each position)."""
-        resolved = [self.resolve(t) if t != BOUNDARY else frozenset() for t in tokens]
+        resolved = [self.resolve(t) if t not in MARKS else _NOTHING for t in tokens]
         found: list[Found] = []
         n = len(tokens)
         trie = self._trie
         for i in range(n):
-            stack = [(trie, i)]
+            if not resolved[i][0]:
+                continue
+            stack = [(trie, i, False)]
             while stack:
-                children, j = stack.pop()
-                for word in resolved[j]:
+                children, j, fuzzy = stack.pop()
+                words_j, fuzzy_j = resolved[j]
+                fuzzy = fuzzy or fuzzy_j
+                for word in words_j:
                     node = children.get(word)
                     if node is None:
                         continue
                     labels, kids = node
                     for label in labels:
-                        found.append(Found(label, i, j + 1))
+                        found.append(Found(label, i, j + 1, fuzzy))
                     if kids and j + 1 < n:
-                        stack.append((kids, j + 1))
+                        stack.append((kids, j + 1, fuzzy))
         return found

@@ -1,17 +1,93 @@
-"""Topic matching: the guide topic whose keywords best cover a message, typos tolerated."""
+"""Topic matching: which guide topic answers a question.
+
+Two readers, both over the same folded tokens as triage:
+
+- **Keywords** (``replies/topics.*.toml``): the topic whose keywords cover the most words of the
+  message, typos tolerated for non-words; weak keywords (bare drug names) count half.
+- **A learned model** (``replies/topics_model.json``, trained by ``tools/train_topics.py`` on
+  questions written by people who never saw the topics): a multinomial logistic regression over
+  char and word n-grams, and a second head that says whether a text asks something the guide
+  answers at all, so that chatter and statements get the menu rather than a stray excerpt.
+
+A text of two words or more that does not read as a question gets no topic; otherwise the model
+decides when it is confident, then the keywords, then the model's guess when it is somewhat sure;
+otherwise nothing (the bot sends the menu). A single word is the keywords' alone.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Mapping
+
 from bot.core.content import Content, Topic
-from bot.core.phrases import PhraseIndex
+from bot.core.model import CharGrams, model_words, word_grams
+from bot.core.phrases import PhraseIndex, load_real_words
 
 WEAK = "~"  # label suffix for weak keywords (bare drug names): they count for half
+MODEL_MIN_WORDS = 2  # a single word ("ok?", "hours") is the keywords' to answer, or the menu's
+NONE = "none"  # "no topic" (the trainer's label for statements; never a model class)
+
+
+class TopicModel:
+    """The learned topic reader: ``predict(tokens) -> (topic, probability)``.
+
+    Scoring is one numpy gather-and-sum per feature block (22 topics at once): the only numpy in
+    the core, because summing 22 heads in Python would cost more than the rest of a decision.
+    """
+
+    def __init__(self, data: Mapping):
+        import numpy as np
+
+        try:
+            self.classes = tuple(data["classes"])
+            self.thresholds = {k: float(v) for k, v in data["thresholds"].items()}
+            # The topics, then the question head ("asks": is this a question the guide answers at all?).
+            self._intercepts = np.array([float(data["intercepts"][c]) for c in (*self.classes, "asks")])
+            self._blocks = []
+            for key, ranges in (("char", "char_ngrams"), ("word", "word_ngrams")):
+                rows = data[key]
+                grams = sorted(rows)
+                table = np.array([rows[g] for g in grams], dtype=np.float64)
+                idf = table[:, 0]
+                # Column 0: idf squared (each feature's share of the L2 norm); then weight * idf per topic.
+                packed = np.hstack([(idf * idf)[:, None], table[:, 1:] * idf[:, None]])
+                self._blocks.append(({g: i for i, g in enumerate(grams)}, tuple(data[ranges]), packed))
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            raise ValueError(f"malformed topic model: {exc!r}") from exc
+        self._np = np
+        self._chars = CharGrams(self._blocks[0][0], self._blocks[0][1])
+
+    @classmethod
+    def load(cls, path: Path | str) -> TopicModel | None:
+        """The model at ``path``, or None when there is none (keywords alone then)."""
+        try:
+            return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+
+    def predict(self, tokens: list[str]) -> tuple[str, float, float]:
+        """The most likely topic, its probability, and the probability that the text asks at all."""
+        np = self._np
+        words = model_words(tokens)
+        logits = self._intercepts.copy()
+        for k, (index, ranges, packed) in enumerate(self._blocks):
+            feats = self._chars.of(words) if k == 0 else word_grams(index, words, ranges)
+            if feats:
+                total = packed[np.fromiter(feats, dtype=np.intp, count=len(feats))].sum(axis=0)
+                logits += total[1:] / math.sqrt(total[0])
+        asks = 1.0 / (1.0 + math.exp(-float(logits[-1])))
+        topics = logits[:-1] - logits[:-1].max()
+        exps = np.exp(topics)
+        best = int(exps.argmax())
+        return self.classes[best], float(exps[best] / exps.sum()), asks
 
 
 class TopicMatcher:
-    """Scores every topic of a language at once through one phrase index."""
+    """Keyword scores for every topic of a language through one phrase index, plus the model."""
 
-    def __init__(self, content: Content):
+    def __init__(self, content: Content, model: TopicModel | None | bool = True):
         self._topics: dict[str, dict[str, Topic]] = {}
         self._order: dict[str, dict[str, int]] = {}
         self._index: dict[str, PhraseIndex] = {}
@@ -24,7 +100,10 @@ class TopicMatcher:
                     phrases.setdefault(kw, set()).add(t.id)
                 for kw in t.weak_keywords:
                     phrases.setdefault(kw, set()).add(t.id + WEAK)
-            self._index[lang] = PhraseIndex(phrases, emoji=content.emoji)
+            self._index[lang] = PhraseIndex(phrases, real_words=load_real_words(), emoji=content.emoji)
+        if model is True:
+            model = TopicModel.load(content.root / "topics_model.json")
+        self.model = model or None
 
     def scores(self, text: str, language: str, tokens: list[str] | None = None) -> dict[str, float]:
         """Score per topic: message words its keywords cover (weak keywords count half)."""
@@ -48,17 +127,31 @@ class TopicMatcher:
         tid = max(scores, key=lambda t: (scores[t], -order[t]))
         return tid, scores[tid]
 
-    def match(self, text: str, language: str, tokens: list[str] | None = None) -> Topic | None:
-        """The best topic over both languages' keywords, answered in ``language``."""
+    def keyword_match(self, text: str, language: str, tokens: list[str] | None = None) -> str | None:
+        """The keyword reader's topic over both languages' keywords (None: no keyword)."""
         choice = None
         for lang in (language, *[l for l in self._index if l != language]):
             found = self.best(text, lang, tokens)
             if found and (choice is None or found[1] > choice[1]):
                 choice = found
-        if choice is None:
+        return choice[0] if choice else None
+
+    def match(self, text: str, language: str, tokens: list[str] | None = None) -> Topic | None:
+        """The topic that answers the message, in ``language`` (None: send the menu)."""
+        if tokens is None:
+            tokens = self._index[language].tokens(text)
+        tid = self.keyword_match(text, language, tokens)
+        if self.model is not None and len(model_words(tokens)) >= MODEL_MIN_WORDS:
+            guess, p, asks = self.model.predict(tokens)
+            th = self.model.thresholds
+            if asks < th["asks"]:
+                tid = None  # chatter or a statement: the menu, and the unmatched list, not a stray excerpt
+            elif p >= th["confident"] or (tid is None and p >= th["fallback"]):
+                tid = guess
+        if tid is None:
             return None
         for lang in (language, "en"):
-            topic = self._topics.get(lang, {}).get(choice[0])
+            topic = self._topics.get(lang, {}).get(tid)
             if topic:
                 return topic
         return None

@@ -1,24 +1,39 @@
-"""Crisis triage: decide whether a text is an emergency, urgent, needs review, or is routine.
+"""Crisis triage: decide whether a text is an emergency, urgent, needs review, or is routine,
+and what kind of danger it is (suicide, self-harm, overdose, medical, violence, distress).
 
-Safety logic, in order:
+Two nets, read together:
 
-1. The text is folded (lowercase, no accents, emoji as words) and tokenised; every token is
-   resolved to lexicon words with typo tolerance (see :mod:`bot.core.phrases`).
-2. Lexicon phrases become labels: concept names (``SELF``, ``INGESTED``...) and literal words.
-   Counts of pills ("took 30") add a ``MANY`` label unless a unit follows ("30 mg", "30 days").
-3. Rules from ``replies/crisis/rules.toml`` fire on labels, either in order with small gaps
-   (``KILL SELF``) or together within a window (``INGESTED MANY MEDS``). Rules are indexed by
-   the labels they need, so only rules whose first slot occurs in the message are tried.
-4. Idioms from ``replies/crisis/idioms.toml`` ("my back is killing me") cancel only the hits that
-   lie inside them, so an idiom never hides a real crisis elsewhere in the same text.
-5. Context may lower a hit, never to nothing: a negation just before one of its words lowers
-   it one tier ("I'm not suicidal" -> review); a time long past near it ("years ago", "in 2019")
-   with nothing saying "now" makes it review ("my mom overdosed years ago"). Some rules add a
-   tier when means and "now" are also present (``raise_with``).
-6. The message gets the most severe tier of any hit, and the rule that produced it.
-7. Second net: when no rule fired, a small n-gram model (``replies/crisis/second_net.json``, see
-   :mod:`bot.core.second_net`) may still send the text to review (``model.second_net``). It
-   never lowers or removes a rule verdict, and never pages.
+1. **Rules** (``replies/crisis/``), the explainable floor for clear structures:
+   a. The text is folded (lowercase, no accents, emoji as words) and tokenised; every token is
+      resolved to lexicon words, with typo tolerance for non-words only (see
+      :mod:`bot.core.phrases`).
+   b. Lexicon phrases become labels: concept names (``SELF``, ``INGESTED``...) and literal words.
+      Counts of pills ("took 30") add a ``MANY`` label unless a unit follows ("30 mg", "30 days").
+   c. Rules fire on labels, in order with small gaps (``KILL SELF``) or together within a window
+      (``INGESTED MANY MEDS``); only rules whose first slot occurs in the message are tried.
+   d. Idioms ("my back is killing me") cancel only the hits that lie inside them.
+   e. Context may lower a hit, never to nothing: a negation just before one of its words lowers it
+      one tier ("I'm not suicidal" -> review); a time long past near it ("years ago", "in 2019")
+      with nothing saying "now" makes it review. Some rules add a tier when means and "now" are
+      also present (``raise_with``).
+2. **The model** (:mod:`bot.core.model`, ``replies/crisis/model.json``): calibrated linear
+   models over word and character n-grams, trained on real and blind-written text, giving the
+   probabilities that a text needs a human, needs a page, is an emergency, and its kind.
+
+How they combine (:func:`combine`, also used by the trainer to choose the thresholds):
+
+- The model may raise: a text of at least ``min_words`` words gets the model's tier when that is
+  higher than the rules' (page at ``page``, emergency at ``emergency``, review at ``escalate``).
+- The model may overrule a rule only where the rule's evidence is weak: a match through a typo
+  correction, a rule marked ``idiomatic`` (its words are often figurative or general questions),
+  or a hit inside a long text (a post or a story, judged by the sentence it lies in). Such a hit
+  loses its page when the model does not support one, and is dropped when the model is confident
+  the text is routine (``overrule``), except a negated one ("I'm not suicidal"), a past
+  attempt brought up now, or a clear structure inside a long text, which stay at review
+  (:func:`kept_at_review`). Every other hit stands.
+- The verdict is the most severe tier left; its kind is that of the most severe hit (on a tie,
+  the most immediate danger first: overdose, medical, violence, suicide, self-harm), or the
+  model's kind when the model set the tier.
 
 A failure inside triage escalates (``triage.error`` at urgent) instead of passing the text.
 """
@@ -26,23 +41,30 @@ A failure inside triage escalates (``triage.error`` at urgent) instead of passin
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
 
 from bot.core.content import Content, Rule
-from bot.core.normalize import BOUNDARY
-from bot.core.phrases import Found, PhraseIndex
-from bot.core.second_net import SecondNet
-from bot.core.states import TIERS, Tier, rank
+from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
+from bot.core.phrases import Found, PhraseIndex, load_real_words
+from bot.core.model import Scores, TriageModel
+from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, rank
 
 logger = logging.getLogger(__name__)
 
-SECOND_NET = "model.second_net"
+MODEL = "model.triage"
 
 # Context concepts the engine itself reads (defined as lists in lexicon.toml).
 NEG, HISTORY, NOW, BREAK, OTHER, UNIT = "NEG", "HISTORY", "NOW", "BREAK", "OTHER", "UNIT"
 NEG_WINDOW = 3
 HISTORY_WINDOW = 6
+# A text longer than this is a post or a story, not a text message: a crisis phrase inside it is
+# judged by the model on its sentence (at most LOCAL words each side), as a counsellor would read it.
+LONG_TEXT = 40
+LOCAL = 12
+# The model alone pages only a text of at least this many words: one or two words ("cutting
+# down", "so done") carry too little for a page, though they may still go to review.
+PAGE_MIN_WORDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +76,13 @@ class Hit:
     severity: str
     start: int
     end: int
-    lowered_by: str | None = None
+    lowered_by: str | None = None  # negation, past, model
     about_other: bool = False
     order: int = 0
+    kind: str | None = None
+    weak: bool = False  # a typo-corrected match, an idiomatic rule, or a long text: the model may overrule it
+    window: tuple[str, ...] = ()  # in a long text, the words around the hit that the model judges it by
+    clear: bool = True  # a clear structure (no typo, not idiomatic): in a long text it may lose its page, not its review
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,9 @@ class Triage:
     rule: str | None
     hits: tuple[Hit, ...] = ()
     kind: str | None = None  # CrisisKind of the verdict, None when routine
+    scores: Scores | None = None  # the model's view, when it was asked
+    overruled: tuple[Hit, ...] = ()  # weak rule hits the model dropped
+    other: bool = False  # the model's reading: about someone else
 
     @property
     def escalate(self) -> bool:
@@ -81,7 +110,7 @@ class Triage:
     @property
     def about_other(self) -> bool:
         """Whether the danger is someone else's (the texter is the rescuer)."""
-        return any(h.about_other for h in self.hits)
+        return self.other or any(h.about_other for h in self.hits)
 
     @property
     def rules(self) -> tuple[str, ...]:
@@ -90,7 +119,7 @@ class Triage:
 
 
 ROUTINE = Triage(None, None)
-TRIAGE_ERROR = Triage(Tier.URGENT, "triage.error")
+TRIAGE_ERROR = Triage(Tier.URGENT, "triage.error", kind=CrisisKind.DISTRESS)
 
 
 def more_severe(a: str | None, b: str | None) -> str | None:
@@ -127,13 +156,12 @@ class Triager:
                             raise ValueError(f"rule {rule.id} uses unknown concept {label}")
                     else:
                         phrases.setdefault(label, set()).add(label)
-        self.index = PhraseIndex(phrases, never_fuzzy=content.never_fuzzy,
+        self.index = PhraseIndex(phrases, real_words=load_real_words(),
                                  emoji=content.emoji, replace=content.replace)
         self._by_anchor = self._anchor(self.rules)
         self._idioms_by_anchor = self._anchor(self.idioms)
         self.number_min = content.number_min
-        self.second_net = SecondNet.load(content.root / "crisis" / "second_net.json",
-                                         emoji=content.emoji, replace=content.replace)
+        self.model = TriageModel.load(content.root / "crisis" / "model.json")
 
     @staticmethod
     def _anchor(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
@@ -143,12 +171,17 @@ class Triager:
                 by.setdefault(label, []).append(rule)
         return by
 
-    def labels(self, tokens: list[str]) -> dict[str, list[tuple[int, int]]]:
-        """Label occurrences in the token list, including counted pills as MANY."""
+    def labels(self, tokens: list[str], fuzzy: set[int] | None = None) -> dict[str, list[tuple[int, int]]]:
+        """Label occurrences in the token list, including counted pills as MANY.
+
+        Positions matched only through a typo correction are added to ``fuzzy`` when given.
+        """
         occ: dict[str, list[tuple[int, int]]] = {}
         found = self.index.find(tokens)
         for f in found:
             occ.setdefault(f.label, []).append((f.start, f.end))
+            if f.fuzzy and fuzzy is not None:
+                fuzzy.update(i for i in range(f.start, f.end) if self.index.resolve(tokens[i])[1])
         units = {s for s, _ in occ.get(UNIT, ())}
         for i, tok in enumerate(tokens):
             if not tok.isdigit():
@@ -226,10 +259,12 @@ class Triager:
                     return True
         return False
 
-    def _negated(self, trigger: tuple[int, int], chosen, occ, tokens) -> bool:
+    def _negated(self, trigger: tuple[int, int], chosen, occ, tokens, clauses: frozenset[int]) -> bool:
         """NegEx-style: a cue at most NEG_WINDOW words before a trigger word, in the same clause.
 
-        A cue that is itself one of the rule's words ("day 3 *without* diazepam") is not a negation.
+        A clause ends at a sentence mark, a comma or semicolon (``clauses``: positions that follow
+        one), or a word like "but". A cue that is itself one of the rule's words ("day 3 *without*
+        diazepam") is not a negation.
         """
         breaks = {b for b, _ in occ.get(BREAK, ())}
         for s, e in occ.get(NEG, ()):
@@ -237,14 +272,15 @@ class Triager:
                 continue
             if any(cs < e and s < ce for cs, ce in chosen):
                 continue
-            if BOUNDARY not in tokens[e:trigger[0]] and not any(e <= b < trigger[0] for b in breaks):
+            if (BOUNDARY not in tokens[e:trigger[0]] and not any(e <= b < trigger[0] for b in breaks)
+                    and not any(e <= c <= trigger[0] for c in clauses)):
                 return True
         return False
 
-    def _context(self, rule: Rule, span, starts, occ, tokens) -> tuple[str, str | None, bool]:
+    def _context(self, rule: Rule, span, starts, occ, tokens, clauses) -> tuple[str, str | None, bool]:
         start, end = span
         lowered = None
-        if rule.negatable and any(self._negated(t, starts, occ, tokens) for t in starts):
+        if rule.negatable and any(self._negated(t, starts, occ, tokens, clauses) for t in starts):
             lowered = "negation"
         if lowered is None and self._near(occ, HISTORY, start, end, HISTORY_WINDOW, HISTORY_WINDOW, tokens):
             if not self._near(occ, NOW, start, end, HISTORY_WINDOW, HISTORY_WINDOW, tokens):
@@ -260,16 +296,25 @@ class Triager:
             severity = Tier.REVIEW  # a story long past is not happening now, but a human still reads it
         return severity, lowered, other
 
-    def triage_tokens(self, tokens: list[str]) -> Triage:
-        """Triage an already tokenised text."""
-        occ = self.labels(tokens)
+    def rule_hits(self, tokens: list[str]) -> list[Hit]:
+        """Every rule that fires, with context applied, most severe first (the rules alone)."""
+        return self.read(tokens)[0]
+
+    def read(self, tokens: list[str]) -> tuple[list[Hit], tuple[str, ...]]:
+        """The rules' reading of a text: every hit (most severe first), and what the model learns
+        from it besides the words (:func:`evidence`)."""
+        tokens, clauses = _without_clause_marks(tokens)
+        fuzzy: set[int] = set()
+        occ = self.labels(tokens, fuzzy)
         n_words = sum(1 for t in tokens if t != BOUNDARY)
         masks = []
+        idioms = set()
         for label in list(occ):
             for idiom in self._idioms_by_anchor.get(label, ()):
                 found = self._match(idiom, occ, n_words)
                 if found:
                     masks.append(found[0])
+                    idioms.add(idiom.id)
         hits: list[Hit] = []
         seen: set[str] = set()
         for label in list(occ):
@@ -283,14 +328,36 @@ class Triager:
                 if any(m[0] <= span[0] and span[1] <= m[1] for m in masks):
                     continue
                 seen.add(rule.id)
-                severity, lowered, other = self._context(rule, span, starts, occ, tokens)
-                hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order))
-        if not hits:
-            if self.second_net is not None and self.second_net.flags(tokens):
-                return Triage(Tier.REVIEW, SECOND_NET, (Hit(SECOND_NET, Tier.REVIEW, Tier.REVIEW, 0, 0),))
-            return ROUTINE
-        hits.sort(key=lambda h: (-rank(h.severity), h.order))
-        return Triage(hits[0].severity, hits[0].rule, tuple(hits))
+                severity, lowered, other = self._context(rule, span, starts, occ, tokens, clauses)
+                weak = rule.idiomatic or any(i in fuzzy for s_, e_ in starts for i in range(s_, e_))
+                clear = not weak
+                window: tuple[str, ...] = ()
+                if n_words > LONG_TEXT:
+                    weak = True
+                    window = _sentence(tokens, span)
+                hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order,
+                                rule.kind, weak, window, clear))
+        hits.sort(key=_strength)
+        return hits, evidence(occ, hits, idioms)
+
+    def triage_tokens(self, tokens: list[str]) -> Triage:
+        """Triage an already tokenised text: the rules, then the model, combined."""
+        hits, extra = self.read(tokens)
+        if self.model is None:
+            return combine(hits, None, {}, 0)
+        words = [t for t in tokens if t not in MARKS]
+        model = self.model
+        th = model.thresholds
+        if not hits and (len(words) < model.min_words or model.escalate_p(words, extra) < th["escalate"]):
+            return ROUTINE  # the common case: one cheap head says nothing to do
+        if hits and hits[0].severity == Tier.EMERGENCY and not any(h.weak for h in hits):
+            return combine(hits, None, th, model.min_words)  # a floor at the top tier: nothing to add
+
+        def local(window: tuple[str, ...]) -> Scores:
+            return model.scores(window, self.read(list(window))[1], detail=False)
+
+        return combine(hits, model.scores(words, extra, detail=False), th, model.min_words, local,
+                       lambda: model.scores(words, extra))
 
     def triage(self, text: str) -> Triage:
         """Triage one raw text; any internal failure escalates rather than passes."""
@@ -308,3 +375,97 @@ class Triager:
         except Exception:  # noqa: BLE001 - a crash must never read as "no crisis"
             logger.exception("triage failed; escalating as a precaution")
             return TRIAGE_ERROR
+
+
+def evidence(occ: dict[str, list[tuple[int, int]]], hits: list[Hit], idioms: Iterable[str] = ()) -> tuple[str, ...]:
+    """The rules' reading as tokens for the model: concepts present ("c:INGESTED"), rules that
+    fired ("r:overdose.took_count"), how context changed them ("l:negation") and idioms found
+    ("i:idiom.die_for"), so the model learns what the clinicians' lexicon knows."""
+    out = {f"c:{label}" for label in occ if label.isupper()} | {f"i:{i}" for i in idioms}
+    for hit in hits:
+        out.add(f"r:{hit.rule}")
+        if hit.lowered_by:
+            out.add(f"l:{hit.lowered_by}")
+    return tuple(sorted(out))
+
+
+def kept_at_review(hit: Hit) -> bool:
+    """Hits the model may lower but never drop: context already spoke about the danger itself.
+
+    "I'm not suicidal" (a negation) and a past attempt brought up now ("I tried to kill myself in
+    2019") are read by a human the same day, as crisis lines do; so is a clear structure inside a
+    long text, which the model may judge by its sentence but never silence.
+    """
+    return hit.lowered_by == "negation" or (
+        hit.lowered_by == "past" and hit.kind in (CrisisKind.SUICIDE, CrisisKind.SELF_HARM)) or (
+        bool(hit.window) and hit.clear)  # "I took 30 valium" deep in a long text is read, whatever the rest says
+
+
+def _sentence(tokens: list[str], span: tuple[int, int]) -> tuple[str, ...]:
+    """The words of the sentence(s) a hit lies in, at most LOCAL words either side of it."""
+    lo = span[0]
+    while lo > 0 and span[0] - lo < LOCAL and tokens[lo - 1] != BOUNDARY:
+        lo -= 1
+    hi = span[1]
+    while hi < len(tokens) and hi - span[1] < LOCAL and tokens[hi] != BOUNDARY:
+        hi += 1
+    return tuple(t for t in tokens[lo:hi] if t != BOUNDARY)
+
+
+def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]:
+    """The tokens without clause marks (rules count gaps in words), and where each mark was:
+    the position of the token that followed it."""
+    if CLAUSE not in tokens:
+        return tokens, frozenset()
+    out: list[str] = []
+    clauses = set()
+    for t in tokens:
+        if t == CLAUSE:
+            clauses.add(len(out))
+        else:
+            out.append(t)
+    return out, frozenset(clauses)
+
+
+def _strength(hit: Hit) -> tuple[int, int, int]:
+    """Sort key: most severe first, then the most immediate kind, then the rule written first."""
+    kind = KIND_PRIORITY.index(hit.kind) if hit.kind in KIND_PRIORITY else len(KIND_PRIORITY)
+    return -rank(hit.severity), kind, hit.order
+
+
+def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float], min_words: int,
+            local: Callable[[tuple[str, ...]], Scores] | None = None,
+            detail: Callable[[], Scores] | None = None) -> Triage:
+    """The verdict from the rules' hits (most severe first) and the model's scores (see the module doc).
+
+    ``local`` scores the words around a hit in a long text; ``detail`` gives the full scores (kind,
+    someone else) when ``scores`` lacks them and the model sets the tier.
+    """
+    kept: list[Hit] = []
+    overruled: list[Hit] = []
+    judged = scores is not None and scores.words >= min_words
+    for hit in hits:
+        if hit.weak and judged:
+            view = local(hit.window) if hit.window and local is not None else scores
+            if view.escalate < thresholds["overrule"]:
+                if not kept_at_review(hit):
+                    overruled.append(hit)
+                    continue
+                hit = replace(hit, severity=Tier.REVIEW)
+            if Tier(hit.severity).pages and view.page < thresholds["page"]:
+                hit = replace(hit, severity=Tier.REVIEW, lowered_by="model")
+        kept.append(hit)
+    kept.sort(key=_strength)
+    rule_tier = kept[0].severity if kept else None
+    model_tier = scores.tier(thresholds) if judged else None
+    if model_tier is not None and Tier(model_tier).pages and scores.words < PAGE_MIN_WORDS:
+        model_tier = Tier.REVIEW
+    if model_tier is not None and rank(model_tier) > rank(rule_tier):
+        if scores.kind is None and detail is not None:
+            scores = detail()
+        kind = scores.kind or CrisisKind.DISTRESS
+        return Triage(model_tier, MODEL, tuple(kept), kind, scores, tuple(overruled),
+                      other=scores.other >= 0.5)
+    if rule_tier is None:
+        return Triage(None, None, (), None, scores, tuple(overruled))
+    return Triage(rule_tier, kept[0].rule, tuple(kept), kept[0].kind, scores, tuple(overruled))

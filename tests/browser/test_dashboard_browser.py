@@ -291,19 +291,19 @@ def test_on_call_switch_and_the_warning_when_nobody_is_on_call(page, live):
 
 
 def test_the_numbers_page_charts_and_csv(page, live):
-    live.text("do you take my cat", sender="+15555550601")
+    live.text("whats your favorite movie", sender="+15555550601")
     log_in(page, live)
     page.get_by_role("link", name="Numbers").click()
     expect(page.get_by_role("heading", name="Numbers", exact=True)).to_be_visible()
     expect(page.locator("svg#chart-texts")).to_be_visible()
     expect(page.get_by_role("img", name=re.compile("Texts per day"))).to_be_visible()
-    expect(page.locator(".unmatched-table")).to_contain_text("do you take my cat")
+    expect(page.locator(".unmatched-table")).to_contain_text("whats your favorite movie")
     axe(page, "numbers")
     page.screenshot(path=str(DOCS / "dashboard-numbers.png"), full_page=True)
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
     text = open(download.value.path(), encoding="utf-8").read()
-    assert text.startswith("metric,key,value") and "unmatched,do you take my cat," in text
+    assert text.startswith("metric,key,value") and "unmatched,whats your favorite movie," in text
 
 
 def test_keyboard_skip_link_shortcuts_and_the_remembered_sound_preference(page, live):

@@ -16,7 +16,8 @@ from bot.core.canned import load_canned_cached
 from bot.core.content import LANGUAGES
 from bot.core.states import Direction, EscalationStatus
 from bot.staff import actions
-from bot.store.models import Contact, Escalation, Staff
+from bot.store.models import Contact, Escalation, Message, Staff
+from bot.store.retention import PURGED
 from bot.web.dashboard import bp
 from bot.web.dashboard.common import delivery, ext, get_escalation, parse_id, staff_names
 from bot.web.dashboard.filters import delivery_text
@@ -57,6 +58,14 @@ def _context(s: Session, esc: Escalation) -> dict:
     }
 
 
+def _why(s, esc: Escalation) -> dict | None:
+    """How triage read the escalation's first text (rules, the model's words); None once purged."""
+    body = s.scalar(select(Message.body).where(Message.id == esc.first_message_id)) if esc.first_message_id else None
+    if not body or body == PURGED:
+        return None
+    return ext().helpline.bot.explain(body)
+
+
 @bp.get("/escalations/<int:escalation_id>")
 def escalation(escalation_id: int):
     """The whole conversation, who has it, and what staff can do now."""
@@ -68,6 +77,7 @@ def escalation(escalation_id: int):
         ctx["colleagues"] = list(s.scalars(select(Staff).where(Staff.active.is_(True)).order_by(Staff.name)))
         ctx["other_escalations"] = s.scalar(select(func.count(Escalation.id)).where(
             Escalation.contact_id == ctx["esc"].contact_id, Escalation.id != escalation_id)) or 0
+        ctx["why"] = _why(s, ctx["esc"])
     canned = canned_replies()
     language = ctx["contact"].language or "en"
     chosen = next((r for r in canned.get(language, ()) if r.id == request.args.get("canned")), None)

@@ -1,0 +1,312 @@
+"""The learned crisis classifier: calibrated linear models over word and character n-grams.
+
+Trained by ``tools/train_triage.py`` (scikit-learn, at build time) on real labelled text from
+drug-use forums and everyday SMS, blind-written helpline texts, and the project's corpora, and
+shipped as ``replies/crisis/model.json``. This module is the pure-Python inference: no numpy,
+nothing but the standard library, a few microseconds a message.
+
+What it reproduces exactly (``tests/test_model.py`` checks it against scikit-learn):
+
+- the document is the triage engine's reading of the text (folded, tokenised, sentence marks
+  dropped, words joined by single spaces);
+- three ``TfidfVectorizer(binary=True, lowercase=False, use_idf=True, norm="l2")`` feature
+  blocks, each L2-normalised on its own and concatenated: ``analyzer="char_wb"`` n-grams and
+  ``analyzer="word"`` (``token_pattern=r"\\S+"``) n-grams of the words, and the rules' reading
+  of the text as single tokens (concepts present, rules fired, context that lowered them; see
+  :func:`bot.core.triage.evidence`), so the model learns when the lexicon's structures mean danger;
+- one logistic-regression head per question, each followed by Platt scaling fitted on
+  out-of-fold scores: ``p = sigmoid(a * logit + c)``.
+
+Heads: ``escalate`` (any tier), ``page`` (emergency or urgent), ``emergency``, ``other`` (about
+someone else), and one head per crisis kind (softmax). How the triage engine combines them with
+the rules is in :mod:`bot.core.triage`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from bot.core.normalize import MARKS
+
+FORMAT = 2
+BINARY_HEADS = ("escalate", "page", "emergency", "other")
+_CACHE_LIMIT = 50_000  # bounded: texters can invent endless words
+_CACHE_WORD_CHARS = 40
+
+
+def model_words(tokens: Iterable[str]) -> list[str]:
+    """The words the model reads: triage tokens without sentence marks."""
+    return [t for t in tokens if t not in MARKS]
+
+
+def model_text(tokens: Iterable[str]) -> str:
+    """The document the trainer hands to scikit-learn (words joined by single spaces)."""
+    return " ".join(model_words(tokens))
+
+
+def char_wb_ngrams(word: str, lo: int, hi: int) -> list[str]:
+    """scikit-learn's ``_char_wb_ngrams`` for one whitespace-free word.
+
+    The word is padded with one space each side; a padded word no longer than n is counted
+    once, whole, and no longer n-grams are cut from it (scikit-learn's quirk, kept exactly).
+    """
+    w = f" {word} "
+    size = len(w)
+    out: list[str] = []
+    for n in range(lo, hi + 1):
+        if size <= n:
+            out.append(w)
+            break
+        out.extend([w[i:i + n] for i in range(size - n + 1)])
+    return out
+
+
+def word_ngrams(words: list[str], lo: int, hi: int) -> list[str]:
+    """scikit-learn's word n-grams of a token list."""
+    out: list[str] = []
+    for n in range(lo, hi + 1):
+        out.extend(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+    return out
+
+
+def sigmoid(z: float) -> float:
+    """The logistic function, safe for large |z|."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What the model says about one text (probabilities after calibration)."""
+
+    escalate: float
+    page: float
+    emergency: float
+    other: float
+    kind: str | None
+    kind_p: float
+    words: int
+
+    def tier(self, thresholds: Mapping[str, float]) -> str | None:
+        """The tier the model alone would give (None: routine)."""
+        if self.page >= thresholds["page"]:
+            return "emergency" if self.emergency >= thresholds["emergency"] else "urgent"
+        if self.escalate >= thresholds["escalate"]:
+            return "review"
+        return None
+
+
+class CharGrams:
+    """char_wb n-gram features of words, cached per word (words repeat across texts)."""
+
+    def __init__(self, index: Mapping[str, int], ngram_range: tuple[int, int]):
+        self.index = index
+        self.ngram_range = ngram_range
+        self._cache: dict[str, frozenset[int]] = {}
+        self._spans: dict[int, list[tuple[int, int]]] = {}
+
+    def of_word(self, word: str) -> frozenset[int]:
+        """The vocabulary n-grams of one word."""
+        feats = self._cache.get(word)
+        if feats is not None:
+            return feats
+        w = f" {word} "
+        spans = self._spans.get(len(w))
+        if spans is None:
+            lo, hi = self.ngram_range
+            spans = []
+            for n in range(lo, hi + 1):
+                if len(w) <= n:
+                    spans.append((0, len(w)))
+                    break
+                spans.extend((i, i + n) for i in range(len(w) - n + 1))
+            if len(w) <= _CACHE_WORD_CHARS:
+                self._spans[len(w)] = spans
+        get = self.index.get
+        feats = frozenset(i for i in (get(w[a:b]) for a, b in spans) if i is not None)
+        if len(word) <= _CACHE_WORD_CHARS:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[word] = feats
+        return feats
+
+    def of(self, words: list[str]) -> set[int]:
+        """The vocabulary n-grams of a text (binary: each counted once)."""
+        return set().union(*map(self.of_word, words)) if words else set()
+
+
+def word_grams(index: Mapping[str, int], words: list[str], ngram_range: tuple[int, int]) -> set[int]:
+    """Indices of the vocabulary word n-grams in a token list."""
+    get = index.get
+    lo, hi = ngram_range
+    found = set()
+    for n in range(lo, hi + 1):
+        for i in range(len(words) - n + 1):
+            j = get(words[i] if n == 1 else " ".join(words[i:i + n]))
+            if j is not None:
+                found.add(j)
+    return found
+
+
+class _Block:
+    """One feature block (char or word n-grams): vocabulary, idf and per-head pulls."""
+
+    def __init__(self, rows: Mapping[str, list[float]], n_heads: int, ngram_range: tuple[int, int]):
+        self.ngram_range = ngram_range
+        self.index = {g: i for i, g in enumerate(sorted(rows))}
+        ordered = [rows[g] for g in sorted(rows)]
+        # Each feature's pull on a head is weight * idf; its share of the L2 norm is idf squared.
+        # Heads are packed two to a complex number so one C-level sum serves two of them; the
+        # escalate head is paired with the norm, which every score needs.
+        idf = [r[0] for r in ordered]
+        pulls = [[r[1 + h] * r[0] for r in ordered] for h in range(n_heads)]
+        self.first = [complex(p, d * d) for p, d in zip(pulls[0], idf)]
+        self.pairs = [[complex(a, b) for a, b in zip(pulls[h], pulls[h + 1] if h + 1 < n_heads else [0.0] * len(idf))]
+                      for h in range(1, n_heads, 2)]
+        self.pull = pulls
+
+    def sums(self, feats: frozenset[int] | set[int], pairs: int) -> tuple[float, list[float]]:
+        """(norm, per-head pull sums): the first head, then ``pairs`` more pairs of heads."""
+        if not feats:
+            return 0.0, []
+        first = sum(map(self.first.__getitem__, feats))
+        norm = math.sqrt(first.imag)
+        heads = [first.real]
+        for packed in self.pairs[:pairs]:
+            both = sum(map(packed.__getitem__, feats))
+            heads.extend((both.real, both.imag))
+        return norm, heads
+
+
+class TriageModel:
+    """A loaded model: ``scores(tokens)`` and ``explain(tokens)``."""
+
+    def __init__(self, data: Mapping):
+        try:
+            if int(data["format"]) != FORMAT:
+                raise ValueError(f"unsupported model format {data.get('format')!r}")
+            self.kinds = tuple(data["kinds"])
+            self.heads = (*BINARY_HEADS, *(f"kind:{k}" for k in self.kinds))
+            n = len(self.heads)
+            self.intercepts = [float(data["intercepts"][h]) for h in self.heads]
+            self.calibration = {h: (float(a), float(c)) for h, (a, c) in data["calibration"].items()}
+            self.thresholds = {k: float(v) for k, v in data["thresholds"].items()}
+            self.min_words = int(data["min_words"])
+            self.char = _Block(data["char"], n, tuple(data["char_ngrams"]))
+            self.word = _Block(data["word"], n, tuple(data["word_ngrams"]))
+            self.rule = _Block(data["rule"], n, (1, 1))
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"malformed triage model: {exc!r}") from exc
+        for key in ("escalate", "page", "emergency", "overrule"):
+            if key not in self.thresholds:
+                raise ValueError(f"triage model lacks threshold {key!r}")
+        self.version = data.get("version")
+        self.trained_on = data.get("trained_on", {})
+        self._chars = CharGrams(self.char.index, self.char.ngram_range)
+
+    @classmethod
+    def load(cls, path: Path | str) -> TriageModel | None:
+        """The model at ``path``, or None when there is no such file."""
+        try:
+            raw = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return cls(json.loads(raw))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+    def __len__(self) -> int:
+        return len(self.char.index) + len(self.word.index) + len(self.rule.index)
+
+    # -- features ---------------------------------------------------------------------------
+
+    def _word_chars(self, word: str) -> frozenset[int]:
+        return self._chars.of_word(word)
+
+    def features(self, words: list[str]) -> tuple[set[int], set[int]]:
+        """Indices of the char and word n-grams present (binary: each counted once)."""
+        return self._chars.of(words), word_grams(self.word.index, words, self.word.ngram_range)
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    def _logits(self, words: list[str], extra: Iterable[str], pairs: int) -> list[float]:
+        """Logits of the first 1 + 2 * ``pairs`` heads (escalate; page, emergency; other, kinds...)."""
+        chars, found = self.features(words)
+        get = self.rule.index.get
+        rules = {i for i in map(get, extra) if i is not None}
+        count = min(1 + 2 * pairs, len(self.heads))
+        out = list(self.intercepts[:count])
+        for block, feats in ((self.char, chars), (self.word, found), (self.rule, rules)):
+            norm, heads = block.sums(feats, pairs)
+            if norm:
+                for h in range(count):
+                    out[h] += heads[h] / norm
+        return out
+
+    def _calibrated(self, head: str, logit: float) -> float:
+        a, c = self.calibration.get(head, (1.0, 0.0))
+        return sigmoid(a * logit + c)
+
+    def escalate_p(self, tokens: Iterable[str], extra: Iterable[str] = ()) -> float:
+        """Probability that a text needs a human at all (the cheap first question)."""
+        return self._calibrated("escalate", self._logits(model_words(tokens), extra, pairs=0)[0])
+
+    def scores(self, tokens: Iterable[str], extra: Iterable[str] = (), detail: bool = True) -> Scores:
+        """The heads' probabilities for a tokenised text and the rules' reading of it.
+
+        Without ``detail`` only escalate, page and emergency are computed (``other`` is 0 and
+        ``kind`` None): that is all the engine needs unless the model ends up setting the tier.
+        """
+        words = model_words(tokens)
+        logits = self._logits(words, extra, pairs=len(self.heads) if detail else 1)
+        if not detail:
+            return Scores(*(self._calibrated(h, z) for h, z in zip(BINARY_HEADS[:3], logits)), 0.0, None, 0.0,
+                          len(words))
+        probs = {h: self._calibrated(h, z) for h, z in zip(BINARY_HEADS, logits)}
+        kind_logits = logits[len(BINARY_HEADS):]
+        kind, kind_p = None, 0.0
+        if kind_logits:
+            top = max(kind_logits)
+            exps = [math.exp(z - top) for z in kind_logits]
+            best = max(range(len(exps)), key=exps.__getitem__)
+            kind, kind_p = self.kinds[best], exps[best] / sum(exps)
+        return Scores(probs["escalate"], probs["page"], probs["emergency"], probs["other"], kind, kind_p, len(words))
+
+    def explain(self, tokens: Iterable[str], extra: Iterable[str] = (), k: int = 5) -> dict[str, list]:
+        """The words (and rule evidence) pulling hardest toward escalation ("for") and away ("against").
+
+        A word's share is the sum of its own features' contributions to the escalate logit (its
+        char n-grams and the word n-grams it starts), after normalisation; each rule token
+        ("r:...", "c:...") counts on its own. Shares plus the intercept add up to the logit.
+        """
+        words = model_words(tokens)
+        chars, found = self.features(words)
+        extra = [e for e in extra if e in self.rule.index]
+        c_norm = math.sqrt(sum(self.char.first[i].imag for i in chars)) or 1.0
+        w_norm = math.sqrt(sum(self.word.first[i].imag for i in found)) or 1.0
+        r_norm = math.sqrt(sum(self.rule.first[self.rule.index[e]].imag for e in extra)) or 1.0
+        pull_c, pull_w, pull_r = self.char.pull[0], self.word.pull[0], self.rule.pull[0]
+        share: dict[str, float] = {}
+        lo, hi = self.word.ngram_range
+        for i, word in enumerate(words):
+            total = sum(pull_c[j] for j in self._word_chars(word)) / c_norm
+            for n in range(lo, hi + 1):
+                if i + n <= len(words):
+                    j = self.word.index.get(word if n == 1 else " ".join(words[i:i + n]))
+                    if j is not None:
+                        total += pull_w[j] / w_norm
+            share[word] = max(share.get(word, total), total) if total > 0 else min(share.get(word, total), total)
+        for e in extra:
+            share[e] = pull_r[self.rule.index[e]] / r_norm
+        ranked = sorted(share.items(), key=lambda kv: -kv[1])
+        return {
+            "for": [[w, round(v, 3)] for w, v in ranked if v > 0][:k],
+            "against": [[w, round(v, 3)] for w, v in reversed(ranked) if v < 0][:k],
+        }

@@ -1,0 +1,140 @@
+"""The learned crisis model: exact features, fresh training, and how it combines with the rules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEFAULT_REPLIES_DIR
+from bot.core.model import TriageModel, char_wb_ngrams, model_text, word_ngrams
+from bot.core.states import CrisisKind, Tier
+from bot.core.triage import Hit, combine
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = DEFAULT_REPLIES_DIR / "crisis" / "model.json"
+TH = {"escalate": 0.5, "page": 0.7, "emergency": 0.6, "overrule": 0.2}
+
+
+def scores(escalate=0.0, page=0.0, emergency=0.0, other=0.0, kind=None, words=5):
+    from bot.core.model import Scores
+    return Scores(escalate, page, emergency, other, kind, 1.0, words)
+
+
+def hit(rule="r.x", tier=Tier.EMERGENCY, kind=CrisisKind.OVERDOSE, weak=False, lowered_by=None, order=0):
+    return Hit(rule, tier, tier, 0, 1, lowered_by, False, order, kind, weak)
+
+
+# --- combining rules and model (pure function, table-driven) ------------------------------------------
+
+def test_a_floor_rule_stands_whatever_the_model_says():
+    v = combine([hit()], scores(escalate=0.0), TH, 1)
+    assert v.severity == Tier.EMERGENCY and v.rule == "r.x" and not v.overruled
+
+
+def test_the_model_drops_a_weak_hit_only_when_confident_it_is_routine():
+    assert combine([hit(weak=True)], scores(escalate=0.1), TH, 1).severity is None
+    assert combine([hit(weak=True)], scores(escalate=0.1), TH, 1).overruled[0].rule == "r.x"
+    # Not confident: the weak hit loses its page but a human still reads it.
+    assert combine([hit(weak=True)], scores(escalate=0.3, page=0.1), TH, 1).severity == Tier.REVIEW
+    # The model supports a page: the weak hit keeps its tier.
+    assert combine([hit(weak=True)], scores(escalate=0.9, page=0.9), TH, 1).severity == Tier.EMERGENCY
+
+
+def test_a_negated_weak_hit_is_never_dropped_below_review():
+    v = combine([hit(weak=True, tier=Tier.REVIEW, lowered_by="negation")], scores(escalate=0.0), TH, 1)
+    assert v.severity == Tier.REVIEW
+
+
+def test_the_model_raises_a_text_the_rules_missed_with_its_kind():
+    v = combine([], scores(escalate=0.9, page=0.8, emergency=0.1, kind="suicide"), TH, 1)
+    assert (v.severity, v.kind, v.rule) == (Tier.URGENT, "suicide", "model.triage")
+    v = combine([], scores(escalate=0.9, page=0.8, emergency=0.7, kind="medical"), TH, 1)
+    assert v.severity == Tier.EMERGENCY
+    assert combine([], scores(escalate=0.6, page=0.1), TH, 1).severity == Tier.REVIEW
+
+
+def test_the_model_never_judges_a_text_shorter_than_its_minimum():
+    assert combine([], scores(escalate=0.99, page=0.99, words=1), TH, 2).severity is None
+    assert combine([hit(weak=True)], scores(escalate=0.0, words=1), TH, 2).severity == Tier.EMERGENCY
+
+
+def test_the_most_severe_tier_wins_and_on_a_tie_the_most_immediate_kind():
+    hits = [hit("s.a", Tier.URGENT, CrisisKind.SUICIDE, order=0), hit("o.b", Tier.EMERGENCY, CrisisKind.OVERDOSE, order=5)]
+    assert combine(hits, None, {}, 0).kind == "overdose"
+    tie = [hit("s.a", Tier.URGENT, CrisisKind.SUICIDE, order=0), hit("m.b", Tier.URGENT, CrisisKind.MEDICAL, order=9)]
+    assert combine(tie, None, {}, 0).kind == "medical"
+
+
+# --- the shipped model -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model() -> TriageModel:
+    loaded = TriageModel.load(MODEL)
+    assert loaded is not None, "replies/crisis/model.json is missing: run make model"
+    return loaded
+
+
+def test_the_model_predicts_every_kind_and_has_every_threshold(model):
+    assert set(model.kinds) == {k.value for k in CrisisKind}
+    assert {"escalate", "page", "emergency", "overrule"} <= set(model.thresholds)
+    assert 0 < model.thresholds["escalate"] < 1 and 0 < model.thresholds["page"] < 1
+
+
+def test_the_model_was_trained_on_the_files_in_this_repository(model):
+    """Change a corpus, a label or the lexicon without retraining (make model), and this fails."""
+    sys.path.insert(0, str(REPO / "tools"))
+    pytest.importorskip("sklearn")
+    import train_triage
+    assert model.trained_on["files_sha256"] == train_triage.digest(train_triage.training_files())
+
+
+def test_pure_python_features_and_scores_match_scikit_learn(model):
+    """Rebuild the vectorisers from the shipped vocabulary and idf and compare every head's logit."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from bot.core.engine import get_bot
+    data = json.loads(MODEL.read_text(encoding="utf-8"))
+    triager = get_bot(str(DEFAULT_REPLIES_DIR)).triager
+
+    def vectorizer(block, **kw):
+        vocab = {g: i for i, g in enumerate(sorted(data[block]))}
+        vec = TfidfVectorizer(vocabulary=vocab, binary=True, lowercase=False, use_idf=True, norm="l2", **kw)
+        vec.fit(["x"])  # sets up the analyzer; idf comes from the model
+        vec.idf_ = np.array([data[block][g][0] for g in sorted(data[block])])
+        return vec
+
+    char = vectorizer("char", analyzer="char_wb", ngram_range=tuple(data["char_ngrams"]))
+    word = vectorizer("word", analyzer="word", token_pattern=r"\S+", ngram_range=tuple(data["word_ngrams"]))
+    rule = vectorizer("rule", analyzer="word", token_pattern=r"\S+", ngram_range=(1, 1))
+    weights = np.array([[*row[1:]] for block in ("char", "word", "rule") for _, row in sorted(data[block].items())])
+    heads = model.heads
+    texts = ["i took 30 of my valium and a bottle of wine", "what are your hours", "me quiero morir ya",
+             "kms lol this exam", "my brother isnt breathing!!", "😭😭 cant do this", "x", ""]
+    for text in texts:
+        tokens = triager.index.tokens(text)
+        extra = triager.read(tokens)[1]
+        doc = model_text(tokens)
+        x = hstack([char.transform([doc]), word.transform([doc]), rule.transform([" ".join(extra)])]).toarray()[0]
+        want = x @ weights + np.array([data["intercepts"][h] for h in heads])
+        got = model._logits(doc.split(), extra, pairs=len(heads))
+        assert np.allclose(got, want, atol=1e-6), text
+
+
+def test_char_and_word_ngrams_follow_scikit_learn_conventions():
+    assert char_wb_ngrams("ab", 2, 5) == [" a", "ab", "b ", " ab", "ab ", " ab "]
+    assert word_ngrams(["a", "b", "c"], 1, 2) == ["a", "b", "c", "a b", "b c"]
+
+
+def test_explain_names_the_words_that_pushed_toward_a_crisis(bot):
+    out = bot.explain("i want to die tonight")
+    assert out["model"] is not None and 0 <= out["model"]["escalate"] <= 1
+    words = [w for w, _ in out["model"]["for"]]
+    assert words and all(isinstance(v, float) for _, v in out["model"]["for"])
+    assert any(w in ("die", "want", "tonight", "c:DIE") or w.startswith(("r:", "c:")) for w in words)
+    assert {h["rule"] for h in out["rules"]}
