@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 import click
 
@@ -283,6 +284,17 @@ def _accounts():
     return accounts, Database(Settings.from_env().sqlalchemy_url)
 
 
+@contextmanager
+def _account_change():
+    """(accounts module, session) for one staff change; an AccountError becomes a clean CLI error."""
+    accounts, database = _accounts()
+    try:
+        with database.session() as s:
+            yield accounts, s
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc))
+
+
 @staff.command("add")
 @click.option("--name", required=True, help="Full name shown on the dashboard.")
 @click.option("--email", required=True, help="Login email.")
@@ -292,15 +304,11 @@ def _accounts():
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def staff_add(name, email, phone, admin, on_call, password_stdin) -> None:
     """Add a staff member (password from a prompt or --password-stdin; never an argument)."""
-    accounts, database = _accounts()
     password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
         "Password", hide_input=True, confirmation_prompt=True)
-    try:
-        with database.session() as s:
-            person = accounts.add_staff(s, name, email, phone, password, admin=admin, on_call=on_call)
-            click.echo(f"added {person.email}{' (on call)' if on_call else ''}")
-    except accounts.AccountError as exc:
-        raise click.ClickException(str(exc))
+    with _account_change() as (accounts, s):
+        person = accounts.add_staff(s, name, email, phone, password, admin=admin, on_call=on_call)
+        click.echo(f"added {person.email}{' (on call)' if on_call else ''}")
 
 
 @staff.command("list")
@@ -319,12 +327,8 @@ def staff_list() -> None:
 @click.argument("state", type=click.Choice(["on", "off"]))
 def staff_on_call(email, state) -> None:
     """Put EMAIL on or off call."""
-    accounts, database = _accounts()
-    try:
-        with database.session() as s:
-            accounts.set_on_call(s, email, state == "on")
-    except accounts.AccountError as exc:
-        raise click.ClickException(str(exc))
+    with _account_change() as (accounts, s):
+        accounts.set_on_call(s, email, state == "on")
     click.echo(f"{email} is {'on' if state == 'on' else 'off'} call")
 
 
@@ -333,13 +337,9 @@ def staff_on_call(email, state) -> None:
 def staff_remove(email) -> None:
     """Deactivate EMAIL and end their sessions (kept for the audit log)."""
     from bot.staff.actions import audit
-    accounts, database = _accounts()
-    try:
-        with database.session() as s:
-            person = accounts.remove_staff(s, email)
-            audit(s, person, "staff_removed", None, "by an admin; sessions ended")
-    except accounts.AccountError as exc:
-        raise click.ClickException(str(exc))
+    with _account_change() as (accounts, s):
+        person = accounts.remove_staff(s, email)
+        audit(s, person, "staff_removed", None, "by an admin; sessions ended")
     click.echo(f"{email} removed")
 
 
@@ -349,15 +349,11 @@ def staff_remove(email) -> None:
 def staff_password(email, password_stdin) -> None:
     """Set a new password for EMAIL; every session of the account ends (a copied cookie stops working)."""
     from bot.staff.actions import audit
-    accounts, database = _accounts()
     password = sys.stdin.readline().rstrip("\n") if password_stdin else click.prompt(
         "New password", hide_input=True, confirmation_prompt=True)
-    try:
-        with database.session() as s:
-            person, ended = accounts.change_password(s, email, password)
-            audit(s, person, "password_changed", None, f"{ended} session(s) ended")
-    except accounts.AccountError as exc:
-        raise click.ClickException(str(exc))
+    with _account_change() as (accounts, s):
+        person, ended = accounts.change_password(s, email, password)
+        audit(s, person, "password_changed", None, f"{ended} session(s) ended")
     click.echo(f"password changed for {email}; {ended} session(s) ended")
 
 

@@ -36,6 +36,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from bot.core.content import load  # noqa: E402
+from modelfile import ngram_block, write  # noqa: E402
 from bot.core.corpus import read_dir  # noqa: E402
 from bot.core.model import FORMAT, model_text  # noqa: E402
 from bot.core.topics import MODEL_MIN_WORDS, NONE, TopicMatcher  # noqa: E402
@@ -154,10 +155,6 @@ def main(argv=None) -> int:
     n_char = len(char.vocabulary_)
     coef = np.vstack([topics.coef_, asks.coef_])  # the last row is the question head
 
-    def block(vec, offset):
-        return {g: [float(f"{vec.idf_[i]:.6g}"), *(float(f"{w:.5g}") for w in coef[:, offset + i])]
-                for g, i in sorted(vec.vocabulary_.items())}
-
     data = {
         "format": FORMAT, "version": time.strftime("%Y-%m-%d"), "classes": classes,
         "char_ngrams": [2, 5], "word_ngrams": [1, 2],
@@ -168,10 +165,9 @@ def main(argv=None) -> int:
                        "statements": len(statements), "C": c,
                        "question_accuracy_out_of_fold": round(float(q_acc), 4),
                        "statements_given_a_topic_out_of_fold": round(float(n_wrong), 4)},
-        "char": block(char, 0), "word": block(word, n_char),
+        "char": ngram_block(char, coef, 0), "word": ngram_block(word, coef, n_char),
     }
-    Path(args.out).write_text(json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n",
-                              encoding="utf-8")
+    write(args.out, data)
     print(f"wrote {args.out} in {time.time() - started:.0f} s")
     return 0
 

@@ -51,6 +51,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from bot.core.content import load  # noqa: E402
+from modelfile import ngram_block, write  # noqa: E402
 from bot.core.corpus import (DATA_DIR, Example, read, read_dir, read_real_labels, real_examples,  # noqa: E402
                              real_texts)
 from bot.core.model import BINARY_HEADS, FORMAT, Scores, model_text  # noqa: E402
@@ -402,13 +403,6 @@ def export(model, calibration, thresholds, meta) -> dict:
     n_char = len(char.vocabulary_)
     n_word = len(word.vocabulary_)
 
-    def block(vec, offset):
-        out = {}
-        for gram, i in sorted(vec.vocabulary_.items()):
-            col = coef[:, offset + i]
-            out[gram] = [float(f"{vec.idf_[i]:.6g}"), *(float(f"{w:.5g}") for w in col)]
-        return out
-
     return {
         "format": FORMAT,
         **meta,
@@ -419,9 +413,9 @@ def export(model, calibration, thresholds, meta) -> dict:
         "thresholds": {k: float(v) for k, v in thresholds.items() if k != "min_words"},
         "intercepts": {n: float(f"{v:.8g}") for n, v in zip(names, icpt)},
         "calibration": {h: [float(f"{a:.6g}"), float(f"{c:.6g}")] for h, (a, c) in calibration.items()},
-        "char": block(char, 0),
-        "word": block(word, n_char),
-        "rule": block(rule, n_char + n_word),
+        "char": ngram_block(char, coef, 0),
+        "word": ngram_block(word, coef, n_char),
+        "rule": ngram_block(rule, coef, n_char + n_word),
     }
 
 
@@ -453,7 +447,7 @@ def rethreshold(dump: str, out: Path) -> int:
     data["thresholds"] = {k: float(v) for k, v in th.items() if k != "min_words"}
     data["trained_on"]["out_of_fold"] = {k: round(v, 4) for k, v in m.items()}
     data["trained_on"]["files_sha256"] = digest(training_files())
-    out.write_text(json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n", encoding="utf-8")
+    write(out, data)
     return 0
 
 
@@ -528,8 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                        "out_of_fold": {k: round(v, 4) for k, v in m.items()}, "kind_accuracy": round(kind_acc, 4)},
     }
     data = export(model, cal, th, meta)
-    Path(args.out).write_text(json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n",
-                              encoding="utf-8")
+    write(args.out, data)
     print(f"wrote {args.out} ({len(data['char']) + len(data['word'])} features) in {time.time() - started:.0f} s")
     return 0
 

@@ -57,13 +57,19 @@ def bar_chart(title: str, data: dict, chart_id: str, css: str = "bar", width: in
     return Markup("".join(parts))
 
 
-@bp.get("/metrics")
-def metrics():
-    """Volumes, escalations, response times, outcomes and the questions the bot could not answer."""
+def _report(action: str) -> tuple[str, dict]:
+    """The window asked for and its numbers; looking at them is audited as ``action``."""
     since = _window()
     with ext().db.session() as s:
         report = build(s, WINDOWS[since])
-        actions.audit(s, current_user, "view_metrics", None, f"since {since}")
+        actions.audit(s, current_user, action, None, f"since {since}")
+    return since, report
+
+
+@bp.get("/metrics")
+def metrics():
+    """Volumes, escalations, response times, outcomes and the questions the bot could not answer."""
+    since, report = _report("view_metrics")
     charts = {
         "texts": bar_chart(f"Texts per day, last {since}", report["texts_by_day"], "chart-texts", width=960,
                            height=200),
@@ -79,10 +85,7 @@ def metrics():
 @bp.get("/metrics.csv")
 def metrics_csv():
     """The same numbers as metric,key,value rows."""
-    since = _window()
-    with ext().db.session() as s:
-        report = build(s, WINDOWS[since])
-        actions.audit(s, current_user, "export_metrics", None, f"since {since}")
+    since, report = _report("export_metrics")
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(("metric", "key", "value"))
