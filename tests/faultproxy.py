@@ -177,3 +177,40 @@ class WriteLockHolder:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class DatabaseFault:
+    """One switch for a database fault: PostgreSQL through a FaultProxy, or a SQLite file.
+
+    ``set(REFUSE)`` refuses connections (SQLite: the file made unwritable), ``set(HANG)`` leaves
+    requests waiting (SQLite: another connection holds the write lock); ``recover()`` undoes either.
+    """
+
+    def __init__(self, proxy: FaultProxy | None, sqlite_file: Path):
+        self.proxy = proxy
+        self.sqlite_file = sqlite_file
+        self.lock: WriteLockHolder | None = None
+        self.frozen = False
+
+    def set(self, mode: str) -> None:
+        if mode == UP:
+            self.recover()
+        elif self.proxy is not None:
+            self.proxy.set(mode)
+        elif mode == HANG:
+            self.lock = WriteLockHolder(self.sqlite_file)
+            self.lock.hold()
+        else:
+            unwritable(self.sqlite_file, True)
+            self.frozen = True
+
+    def recover(self) -> None:
+        if self.proxy is not None:
+            self.proxy.set(UP)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock.close()
+            self.lock = None
+        if self.frozen:
+            unwritable(self.sqlite_file, False)
+            self.frozen = False

@@ -38,7 +38,7 @@ from bot.store.db import Database
 from bot.store.models import Contact, Escalation, Message, Outbox, utcnow
 from bot.store.spool import Spool
 from conftest import ACCOUNT_SID, CLINIC_NUMBER, TOKEN
-from faultproxy import HANG, REFUSE, UP, FaultProxy, WriteLockHolder, can_make_unwritable, unwritable
+from faultproxy import HANG, REFUSE, DatabaseFault, FaultProxy, can_make_unwritable
 from test_worker_processes import FakeTwilio, helpline_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,8 +91,7 @@ class Cluster:
         self.instance = tmp_path / "instance"
         self.sqlite_file = self.instance / "helpline.sqlite3"
         self.proxy = FaultProxy() if database_url else None
-        self.lock: WriteLockHolder | None = None
-        self.frozen = False
+        self.switch = DatabaseFault(self.proxy, self.sqlite_file)
         self.fake = FakeTwilio()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -124,25 +123,10 @@ class Cluster:
 
     # -- faults --------------------------------------------------------------------------
     def fault(self, mode: str) -> None:
-        if self.proxy is not None:
-            self.proxy.set(mode)
-        elif mode == HANG:
-            self.lock = WriteLockHolder(self.sqlite_file)
-            self.lock.hold()
-        else:
-            unwritable(self.sqlite_file, True)
-            self.frozen = True
+        self.switch.set(mode)
 
     def recover(self) -> None:
-        if self.proxy is not None:
-            self.proxy.set(UP)
-        if self.lock is not None:
-            self.lock.release()
-            self.lock.close()
-            self.lock = None
-        if self.frozen:
-            unwritable(self.sqlite_file, False)
-            self.frozen = False
+        self.switch.recover()
 
     def close(self) -> None:
         self.recover()

@@ -25,7 +25,7 @@ from bot.store.models import Escalation, Message, Outbox, aware, utcnow
 from bot.store.spool import Spool
 from bot.web import create_app
 from conftest import SMS, TEXTER, make_healthy
-from faultproxy import HANG, REFUSE, UP, FaultProxy, WriteLockHolder, can_make_unwritable, unwritable
+from faultproxy import HANG, REFUSE, DatabaseFault, FaultProxy, can_make_unwritable
 
 CRISIS = "I took 30 valium"
 ROUTINE = "what are your hours"
@@ -48,8 +48,7 @@ class Faulty:
         self.ext.db.create_all()
         self.sms = SMS(self.app.test_client())
         self.file = settings.instance_dir / "helpline.sqlite3"
-        self.lock = None
-        self.frozen = False
+        self.switch = DatabaseFault(self.proxy, self.file)
 
     @property
     def db(self):
@@ -60,29 +59,12 @@ class Faulty:
         return self.ext.helpline.spool
 
     def fault(self, mode: str) -> None:
-        if self.proxy is not None:
-            self.proxy.set(mode)
-        elif mode == HANG:
-            self.lock = WriteLockHolder(self.file)
-            self.lock.hold()
-        elif mode == REFUSE:
-            if not can_make_unwritable():
-                pytest.skip("chattr is not available to make the SQLite file unwritable")
-            unwritable(self.file, True)
-            self.frozen = True
-        else:
-            self.recover()
+        if self.proxy is None and mode == REFUSE and not can_make_unwritable():
+            pytest.skip("chattr is not available to make the SQLite file unwritable")
+        self.switch.set(mode)
 
     def recover(self) -> None:
-        if self.proxy is not None:
-            self.proxy.set(UP)
-        if self.lock is not None:
-            self.lock.release()
-            self.lock.close()
-            self.lock = None
-        if self.frozen:
-            unwritable(self.file, False)
-            self.frozen = False
+        self.switch.recover()
         self.db.breaker.succeeded()  # as after the cool-down's probe: the tests need not wait for it
 
     def close(self) -> None:
