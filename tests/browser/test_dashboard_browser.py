@@ -113,6 +113,12 @@ def test_focus_and_the_queue_stay_put_across_polls_and_only_new_escalations_are_
     log_in(page, live)
     claims = page.get_by_role("button", name="Claim")
     expect(claims).to_have_count(2)
+    # The dispatcher is still paging; "Pages sent" on the cards changes until it is done. Only a
+    # queue whose server state is settled must stay untouched.
+    expect(page.locator(".pages")).to_have_count(2)
+    expect(page.locator(".pages-none")).to_have_count(0, timeout=10_000)
+    expect(page.locator(".pages", has_text="queued")).to_have_count(0, timeout=10_000)
+    wait_polls(page, 1)
     second = claims.nth(1)
     second.focus()
     page.evaluate("""() => {
