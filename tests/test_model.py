@@ -77,6 +77,22 @@ def model() -> TriageModel:
     return loaded
 
 
+def test_a_model_file_is_parsed_once_per_content_and_again_when_it_changes(model, tmp_path):
+    from bot.core.topics import TopicModel
+    copy = tmp_path / "model.json"
+    copy.write_bytes(MODEL.read_bytes())
+    assert TriageModel.load(copy) is model  # same bytes elsewhere: the built model is shared
+    data = json.loads(MODEL.read_text(encoding="utf-8"))
+    data["thresholds"]["page"] = 0.123
+    copy.write_text(json.dumps(data), encoding="utf-8")
+    changed = TriageModel.load(copy)
+    assert changed is not model and changed.thresholds["page"] == 0.123
+    assert TriageModel.load(tmp_path / "absent.json") is None
+    # The same bytes read as another kind of model are that kind's own (here: malformed for it).
+    with pytest.raises(ValueError):
+        TopicModel.load(copy)
+
+
 def test_the_model_predicts_every_kind_and_has_every_threshold(model):
     assert set(model.kinds) == {k.value for k in CrisisKind}
     assert {"escalate", "page", "emergency", "overrule"} <= set(model.thresholds)

@@ -24,8 +24,10 @@ the rules is in :mod:`bot.core.triage`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -154,6 +156,36 @@ def word_grams(index: Mapping[str, int], words: list[str], ngram_range: tuple[in
     return found
 
 
+_LOADED: OrderedDict[tuple[type, bytes], object] = OrderedDict()
+_LOADED_MAX = 4
+
+
+def load_model(cls, path: Path | str):
+    """``cls(parsed JSON)`` for the model file at ``path``, or None when there is no such file.
+
+    Models are read-only once built, so one built from the same bytes is shared: a process that
+    builds several bots (the CLI's checks, the tests' copies of ``replies/``) parses each 5-7 MB
+    file once. Keyed by the file's digest, so an edited or retrained file is always parsed anew.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    key = (cls, hashlib.sha256(raw).digest())
+    model = _LOADED.get(key)
+    if model is None:
+        try:
+            model = cls(json.loads(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        _LOADED[key] = model
+        if len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    else:
+        _LOADED.move_to_end(key)
+    return model
+
+
 class _Block:
     """One feature block (char or word n-grams): vocabulary, idf and per-head pulls."""
 
@@ -213,14 +245,7 @@ class TriageModel:
     @classmethod
     def load(cls, path: Path | str) -> TriageModel | None:
         """The model at ``path``, or None when there is no such file."""
-        try:
-            raw = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        try:
-            return cls(json.loads(raw))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+        return load_model(cls, path)
 
     def __len__(self) -> int:
         return len(self.char.index) + len(self.word.index) + len(self.rule.index)

@@ -16,13 +16,12 @@ otherwise nothing (the bot sends the menu). A single word is the keywords' alone
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Mapping
 
 from bot.core.content import Content, Topic
-from bot.core.model import CharGrams, model_words, word_grams
+from bot.core.model import CharGrams, load_model, model_words, word_grams
 from bot.core.phrases import PhraseIndex, load_real_words
 
 WEAK = "~"  # label suffix for weak keywords (bare drug names): they count for half
@@ -62,10 +61,7 @@ class TopicModel:
     @classmethod
     def load(cls, path: Path | str) -> TopicModel | None:
         """The model at ``path``, or None when there is none (keywords alone then)."""
-        try:
-            return cls(json.loads(Path(path).read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return None
+        return load_model(cls, path)
 
     def predict(self, tokens: list[str]) -> tuple[str, float, float]:
         """The most likely topic, its probability, and the probability that the text asks at all."""
