@@ -42,6 +42,7 @@ class Settings:
     repage_seconds: int = 300
     followup_seconds: int = 600
     claimed_crisis_seconds: int = 120  # a crisis text in a claimed conversation waits this long for staff
+    dashboard_poll_seconds: float = 2.5  # how often an open dashboard page asks for changes
     twilio_api_url: str | None = None
     reply_limit_per_hour: int = 10
     retention_days: int = 90
@@ -68,6 +69,7 @@ class Settings:
             repage_seconds=int(env.get("HELPLINE_REPAGE_SECONDS") or 300),
             followup_seconds=int(env.get("HELPLINE_TEXTER_FOLLOWUP_SECONDS") or 600),
             claimed_crisis_seconds=int(env.get("HELPLINE_CLAIMED_CRISIS_SECONDS") or 120),
+            dashboard_poll_seconds=float(env.get("HELPLINE_DASHBOARD_POLL_SECONDS") or 2.5),
             twilio_api_url=_opt(env.get("HELPLINE_TWILIO_API_URL")),
             reply_limit_per_hour=int(env.get("HELPLINE_REPLY_LIMIT_PER_HOUR") or 10),
             retention_days=int(env.get("HELPLINE_RETENTION_DAYS") or 90),

@@ -238,6 +238,14 @@ def test_healthz_output_is_unchanged_by_the_dashboard(app, client):
 
 # --- queue ----------------------------------------------------------------------------------
 
+def test_pages_poll_as_often_as_the_setting_says(app, ann, settings):
+    from bot.config import Settings
+    assert 'data-poll-ms="2500"' in ann.page("/dashboard/")  # the default, 2.5 s
+    app.extensions["helpline"].settings = dataclasses.replace(settings, dashboard_poll_seconds=0.75)
+    assert 'data-poll-ms="750"' in ann.page("/dashboard/")
+    assert Settings.from_env({"HELPLINE_DASHBOARD_POLL_SECONDS": "10"}).dashboard_poll_seconds == 10.0
+
+
 def test_the_queue_shows_a_crisis_with_severity_rule_and_masked_number(db, sms, ann):
     sms.send(CRISIS)
     esc = escalation(db)

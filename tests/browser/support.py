@@ -86,7 +86,8 @@ class LiveServer:
         from bot.web import create_app
         self.settings = Settings(twilio_auth_token=TOKEN, twilio_account_sid="AC" + "0" * 32,
                                  twilio_phone_number="+15625731504", secret_key="browser-test-secret",
-                                 instance_dir=instance, replies_dir=DEFAULT_REPLIES_DIR)
+                                 instance_dir=instance, replies_dir=DEFAULT_REPLIES_DIR,
+                                 dashboard_poll_seconds=0.5)  # the same page logic, five times as often
         self.app = create_app(self.settings)
         self.ext = self.app.extensions["helpline"]
         self.ext.db.create_all()

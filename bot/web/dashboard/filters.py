@@ -101,4 +101,5 @@ def dashboard_globals():
     """What every dashboard template may use."""
     content = ext().helpline.bot.content
     return {"outcome_labels": OUTCOME_LABELS, "mask": mask, "dashboard_problems": problems,
-            "clinic_short_name": content.clinic_short_name, "delivery_text": delivery_text}
+            "clinic_short_name": content.clinic_short_name, "delivery_text": delivery_text,
+            "poll_ms": max(250, round(ext().settings.dashboard_poll_seconds * 1000))}

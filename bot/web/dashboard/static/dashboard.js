@@ -5,14 +5,14 @@
  * templates; texter words are never handled as HTML in this file. The page's CSP allows only
  * this file and timer.js, so nothing inline can run.
  *
- * The queue poll names the version it has (If-None-Match) and the cards it shows (have=id.version):
+ * Polls every HELPLINE_DASHBOARD_POLL_SECONDS (2.5 s by default). The queue poll names the
+ * version it has (If-None-Match) and the cards it shows (have=id.version):
  * when nothing changed the answer is an empty 304 and the page is not touched; otherwise only the
  * cards that changed are replaced, moved or removed, and keyboard focus and scroll stay put.
  */
 (function () {
   "use strict";
 
-  var POLL_MS = 2500;
   var MAX_BACKOFF_MS = 15000;
   var SEEN_KEY = "helpline.seenEscalations";
   var SOUND_KEY = "helpline.sound";
@@ -21,6 +21,8 @@
   var ACKED_KEY = "helpline.ackedTransfers";
   var SECTIONS = ["unclaimed", "claimed", "training"];
   var body = document.body;
+  // How often to ask for changes: HELPLINE_DASHBOARD_POLL_SECONDS, rendered on <body>.
+  var POLL_MS = Number(body.getAttribute("data-poll-ms")) || 2500;
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
   var baseTitle = document.title;
