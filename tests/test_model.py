@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import DEFAULT_REPLIES_DIR
-from bot.core.model import TriageModel, char_wb_ngrams, model_text, word_ngrams
+from bot.core.model import TriageModel, char_wb_ngrams, model_text, pack_block, unpack_block, word_ngrams
 from bot.core.states import CrisisKind, Tier
 from bot.core.triage import Hit, combine
 
@@ -93,6 +93,19 @@ def test_a_model_file_is_parsed_once_per_content_and_again_when_it_changes(model
         TopicModel.load(copy)
 
 
+def test_a_feature_block_packs_and_unpacks_exactly():
+    rows = {"ab": [1.5, -0.25, 3e-05], " a": [2.0, 0.1, -7.0], "zz z": [0.3, 0.0, 1e300]}
+    grams, values, width = unpack_block(json.loads(json.dumps(pack_block(rows))))
+    assert grams == sorted(rows) and width == 3
+    assert {g: list(values[i * 3:(i + 1) * 3]) for i, g in enumerate(grams)} == rows
+    with pytest.raises(ValueError):
+        pack_block({"a": [1.0, 2.0], "b": [1.0]})
+    broken = pack_block(rows)
+    broken["grams"] = broken["grams"][:2]
+    with pytest.raises(ValueError):
+        unpack_block(broken)
+
+
 def test_the_model_predicts_every_kind_and_has_every_threshold(model):
     assert set(model.kinds) == {k.value for k in CrisisKind}
     assert {"escalate", "page", "emergency", "overrule"} <= set(model.thresholds)
@@ -117,6 +130,9 @@ def test_pure_python_features_and_scores_match_scikit_learn(model):
     from bot.core.engine import get_bot
     data = json.loads(MODEL.read_text(encoding="utf-8"))
     triager = get_bot(str(DEFAULT_REPLIES_DIR)).triager
+    for block in ("char", "word", "rule"):  # each block as {n-gram: [idf, weight per head...]}
+        grams, values, width = unpack_block(data[block])
+        data[block] = {g: list(values[i * width:(i + 1) * width]) for i, g in enumerate(grams)}
 
     def vectorizer(block, **kw):
         vocab = {g: i for i, g in enumerate(sorted(data[block]))}

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bot.core.model import pack_block
 
-def ngram_block(vec, coef, offset: int) -> dict[str, list[float]]:
-    """One feature block: each n-gram of a fitted TfidfVectorizer -> [idf, weight per head...].
+
+def ngram_block(vec, coef, offset: int) -> dict:
+    """One feature block of a fitted TfidfVectorizer: each n-gram -> [idf, weight per head...],
+    packed as bot/core/model.py's ``pack_block`` stores it.
 
     ``coef`` holds one row per head; the block's columns start at ``offset``.
     """
-    return {gram: [float(f"{vec.idf_[i]:.6g}"), *(float(f"{w:.5g}") for w in coef[:, offset + i])]
-            for gram, i in sorted(vec.vocabulary_.items())}
+    return pack_block({gram: [float(f"{vec.idf_[i]:.6g}"), *(float(f"{w:.5g}") for w in coef[:, offset + i])]
+                       for gram, i in vec.vocabulary_.items()})
 
 
 def write(path: Path | str, data: dict) -> None:

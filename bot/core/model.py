@@ -24,9 +24,12 @@ the rules is in :mod:`bot.core.triage`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
+import sys
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ from typing import Iterable, Mapping
 
 from bot.core.normalize import MARKS
 
-FORMAT = 2
+FORMAT = 3  # 3: each feature block's numbers are one packed float64 array (2: a JSON list per n-gram)
 BINARY_HEADS = ("escalate", "page", "emergency", "other")
 _CACHE_LIMIT = 50_000  # bounded: texters can invent endless words
 _CACHE_WORD_CHARS = 40
@@ -175,9 +178,11 @@ def load_model(cls, path: Path | str):
     model = _LOADED.get(key)
     if model is None:
         try:
-            model = cls(json.loads(raw))
+            data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: {exc}") from exc
+        del raw  # the file's bytes, no longer needed while the model is built
+        model = cls(data)
         _LOADED[key] = model
         if len(_LOADED) > _LOADED_MAX:
             _LOADED.popitem(last=False)
@@ -186,22 +191,58 @@ def load_model(cls, path: Path | str):
     return model
 
 
+def pack_block(rows: Mapping[str, Iterable[float]]) -> dict:
+    """A feature block as the model file stores it: the n-grams in order, and one float64 array
+    (little-endian, base64) of their rows ``[idf, weight per head...]`` one after the other.
+
+    One array instead of a JSON list per n-gram: loading makes no Python object per number, so a
+    web worker does not keep the parser's 100 MB of garbage around as resident memory.
+    """
+    grams = sorted(rows)
+    values = array("d")
+    width = 0
+    for g in grams:
+        row = list(rows[g])
+        width = width or len(row)
+        if len(row) != width:
+            raise ValueError(f"n-gram {g!r} has {len(row)} numbers, not {width}")
+        values.extend(row)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return {"grams": grams, "width": width, "values": base64.b64encode(values.tobytes()).decode("ascii")}
+
+
+def unpack_block(block: Mapping) -> tuple[list[str], array, int]:
+    """(n-grams, their rows as one flat float64 array, numbers per row) from :func:`pack_block`'s form."""
+    grams, width = list(block["grams"]), int(block["width"])
+    values = array("d", base64.b64decode(block["values"]))
+    if sys.byteorder == "big":
+        values.byteswap()
+    if len(values) != len(grams) * width:
+        raise ValueError(f"block holds {len(values)} numbers for {len(grams)} n-grams x {width}")
+    return grams, values, width
+
+
 class _Block:
     """One feature block (char or word n-grams): vocabulary, idf and per-head pulls."""
 
-    def __init__(self, rows: Mapping[str, list[float]], n_heads: int, ngram_range: tuple[int, int]):
+    def __init__(self, block: Mapping, n_heads: int, ngram_range: tuple[int, int]):
         self.ngram_range = ngram_range
-        self.index = {g: i for i, g in enumerate(sorted(rows))}
-        ordered = [rows[g] for g in sorted(rows)]
+        grams, values, width = unpack_block(block)
+        if width != 1 + n_heads:
+            raise ValueError(f"block rows have {width} numbers, expected {1 + n_heads}")
+        self.index = {g: i for i, g in enumerate(grams)}
         # Each feature's pull on a head is weight * idf; its share of the L2 norm is idf squared.
         # Heads are packed two to a complex number so one C-level sum serves two of them; the
-        # escalate head is paired with the norm, which every score needs.
-        idf = [r[0] for r in ordered]
-        pulls = [[r[1 + h] * r[0] for r in ordered] for h in range(n_heads)]
-        self.first = [complex(p, d * d) for p, d in zip(pulls[0], idf)]
-        self.pairs = [[complex(a, b) for a, b in zip(pulls[h], pulls[h + 1] if h + 1 < n_heads else [0.0] * len(idf))]
-                      for h in range(1, n_heads, 2)]
-        self.pull = pulls
+        # escalate head is paired with the norm, which every score needs (its real part is the
+        # escalate head's pull, which explain() reads).
+        idf = values[0::width]
+
+        def pull(h: int) -> list[float]:
+            return [w * d for w, d in zip(values[1 + h::width], idf)] if h < n_heads else [0.0] * len(idf)
+
+        self.first = [complex(p, d * d) for p, d in zip(pull(0), idf)]
+        self.pairs = [list(map(complex, pull(h), pull(h + 1))) for h in range(1, n_heads, 2)]
 
     def sums(self, feats: frozenset[int] | set[int], pairs: int) -> tuple[float, list[float]]:
         """(norm, per-head pull sums): the first head, then ``pairs`` more pairs of heads."""
@@ -317,19 +358,20 @@ class TriageModel:
         c_norm = math.sqrt(sum(self.char.first[i].imag for i in chars)) or 1.0
         w_norm = math.sqrt(sum(self.word.first[i].imag for i in found)) or 1.0
         r_norm = math.sqrt(sum(self.rule.first[self.rule.index[e]].imag for e in extra)) or 1.0
-        pull_c, pull_w, pull_r = self.char.pull[0], self.word.pull[0], self.rule.pull[0]
+        # The escalate head's pull is the real part of each feature's first packed number.
+        pull_c, pull_w, pull_r = self.char.first, self.word.first, self.rule.first
         share: dict[str, float] = {}
         lo, hi = self.word.ngram_range
         for i, word in enumerate(words):
-            total = sum(pull_c[j] for j in self._word_chars(word)) / c_norm
+            total = sum(pull_c[j].real for j in self._word_chars(word)) / c_norm
             for n in range(lo, hi + 1):
                 if i + n <= len(words):
                     j = self.word.index.get(word if n == 1 else " ".join(words[i:i + n]))
                     if j is not None:
-                        total += pull_w[j] / w_norm
+                        total += pull_w[j].real / w_norm
             share[word] = max(share.get(word, total), total) if total > 0 else min(share.get(word, total), total)
         for e in extra:
-            share[e] = pull_r[self.rule.index[e]] / r_norm
+            share[e] = pull_r[self.rule.index[e]].real / r_norm
         ranked = sorted(share.items(), key=lambda kv: -kv[1])
         return {
             "for": [[w, round(v, 3)] for w, v in ranked if v > 0][:k],

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from bot.core.content import Content, Topic
-from bot.core.model import CharGrams, load_model, model_words, word_grams
+from bot.core.model import FORMAT, CharGrams, load_model, model_words, unpack_block, word_grams
 from bot.core.phrases import PhraseIndex, load_real_words
 
 WEAK = "~"  # label suffix for weak keywords (bare drug names): they count for half
@@ -40,15 +40,18 @@ class TopicModel:
         import numpy as np
 
         try:
+            if int(data["format"]) != FORMAT:
+                raise ValueError(f"unsupported topic model format {data.get('format')!r}")
             self.classes = tuple(data["classes"])
             self.thresholds = {k: float(v) for k, v in data["thresholds"].items()}
             # The topics, then the question head ("asks": is this a question the guide answers at all?).
             self._intercepts = np.array([float(data["intercepts"][c]) for c in (*self.classes, "asks")])
             self._blocks = []
             for key, ranges in (("char", "char_ngrams"), ("word", "word_ngrams")):
-                rows = data[key]
-                grams = sorted(rows)
-                table = np.array([rows[g] for g in grams], dtype=np.float64)
+                grams, values, width = unpack_block(data[key])
+                if width != len(self.classes) + 2:  # idf, each topic, the question head
+                    raise ValueError(f"{key} rows have {width} numbers, expected {len(self.classes) + 2}")
+                table = np.frombuffer(values, dtype=np.float64).reshape(len(grams), width)
                 idf = table[:, 0]
                 # Column 0: idf squared (each feature's share of the L2 norm); then weight * idf per topic.
                 packed = np.hstack([(idf * idf)[:, None], table[:, 1:] * idf[:, None]])
