@@ -187,6 +187,37 @@ class DeadlineLock:
         self._lock.release()
 
 
+def make_engine(url: str) -> Engine:
+    """The engine for ``url`` with the app's driver settings (timeouts; SQLite in WAL mode).
+
+    The benchmark's durable floor (bench/floor_app.py) uses it too, so both write alike.
+    """
+    # hide_parameters: a failed INSERT must never print a message body or phone number in a log.
+    kwargs: dict = {"hide_parameters": True}
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
+    else:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+        kwargs["pool_timeout"] = POOL_TIMEOUT
+    engine = create_engine(url, **kwargs)
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the dashboard read while the webhook writes; foreign keys are off by default.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
 class Database:
     """An engine and a session factory for one database URL, with bounded waits."""
 
@@ -196,17 +227,7 @@ class Database:
         # a connection the network black-holed is cut instead of stalling its thread for good.
         self.session_seconds = session_seconds
         self.sqlite = url.startswith("sqlite")
-        # hide_parameters: a failed INSERT must never print a message body or phone number in a log.
-        kwargs: dict = {"hide_parameters": True}
-        if self.sqlite:
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
-        else:
-            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-            kwargs["pool_timeout"] = POOL_TIMEOUT
-        self.engine: Engine = create_engine(url, **kwargs)
+        self.engine: Engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.breaker = Breaker()
         self.watchdog = Watchdog()
@@ -292,13 +313,6 @@ class Database:
     # -- pool events ----------------------------------------------------------------------
     def _on_connect(self, dbapi_conn, record) -> None:
         record.info["fresh"] = True
-        if self.sqlite:
-            # WAL lets the dashboard read while the webhook writes; foreign keys are off by default.
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
 
     def _on_checkout(self, dbapi_conn, record, _proxy) -> None:
         fresh = record.info.pop("fresh", False)
