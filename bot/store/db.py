@@ -297,6 +297,15 @@ class Database:
             if bounded:
                 self.pop_deadline(previous)
 
+    @contextmanager
+    def writing(self, s: Session) -> Iterator[None]:
+        """The write phase of a :meth:`session`: under SQLite's per-process writer mutex, committed
+        before the mutex is released. Reads before it (pysqlite begins the transaction at the first
+        write) wait for neither the mutex nor SQLite's write lock."""
+        with self.write_lock:
+            yield
+            s.commit()
+
     def _timed_out(self) -> bool:
         left = self.remaining()
         return left is not None and left <= 0
