@@ -27,8 +27,8 @@ from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, Esc
 from bot.store.db import Database, DeadlineExceeded, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
-from bot.staff.paging import enqueue_round
-from bot.store.models import Contact, Escalation, Message, mask, mask_numbers, utcnow
+from bot.staff.paging import enqueue_round, page_recipients, page_rows, page_text
+from bot.store.models import Contact, Escalation, Message, Outbox, mask, mask_numbers, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -372,15 +372,7 @@ class Helpline:
                   decision: Decision, msg: Inbound, now: datetime, page_at: datetime | None = None) -> Escalation:
         verdict = decision.triage
         if escalation is None:
-            escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
-                                    kind=verdict.kind, rule=verdict.rule, rules=",".join(verdict.rules),
-                                    channel=msg.channel, opted_out=contact.opted_out,
-                                    about_other=verdict.about_other,
-                                    first_message_id=inbound_id, created_at=now, updated_at=now)
-            s.add(escalation)
-            s.flush()
-            self._page_if_needed(s, escalation, page_at or now)
-            return escalation
+            return self._open_escalation(s, contact, inbound_id, decision, msg, now, page_at or now)
         escalation.message_count += 1
         escalation.updated_at = now
         escalation.opted_out = escalation.opted_out or contact.opted_out
@@ -390,6 +382,36 @@ class Helpline:
         known = [r for r in escalation.rules.split(",") if r]
         escalation.rules = ",".join([*known, *(r for r in verdict.rules if r not in known)])
         self._page_if_needed(s, escalation, page_at or now)
+        return escalation
+
+    def _open_escalation(self, s: Session, contact: "_Texter", inbound_id: int, decision: Decision, msg: Inbound,
+                         now: datetime, page_at: datetime) -> Escalation:
+        """A new escalation and its first round of pages: one INSERT each (Core), paging fields set at once.
+
+        Returns the escalation as a transient object (not in the session) for the caller's logging and reply.
+        """
+        verdict = decision.triage
+        escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
+                                kind=verdict.kind, rule=verdict.rule, rules=",".join(verdict.rules),
+                                channel=msg.channel, opted_out=contact.opted_out, about_other=verdict.about_other,
+                                message_count=1, first_message_id=inbound_id, created_at=now, updated_at=now,
+                                page_round=0, pages_sent=0)
+        people = []
+        if not escalation.spec.pages_staff:
+            escalation.page_problem = "training conversation: nobody is paged"
+        elif Tier(verdict.severity).pages:
+            people, escalation.page_problem = page_recipients(s)
+            if people:
+                escalation.first_paged_at = escalation.last_paged_at = page_at
+        columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
+        escalation.id = s.execute(_ESCALATIONS.insert().returning(_ESCALATIONS.c.id), columns).scalar_one()
+        if people:
+            body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
+                             address=contact.address)
+            s.execute(_OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
+            logger.warning("escalation %d: %d page(s) queued", escalation.id, len(people))
+        elif Tier(verdict.severity).pages and escalation.spec.pages_staff:
+            logger.critical("escalation %d cannot be paged: no active staff", escalation.id)
         return escalation
 
     def _hold(self, escalation: Escalation, decision: Decision, now: datetime) -> None:
@@ -433,6 +455,8 @@ class _Texter:
 
 _MESSAGES = Message.__table__
 _CONTACTS = Contact.__table__
+_ESCALATIONS = Escalation.__table__
+_OUTBOX = Outbox.__table__
 _seen = _MESSAGES.alias("seen")
 _open = Escalation.__table__.alias("open_escalation")
 # One round trip for everything a text needs before it is decided: a stored copy (a retry), the
