@@ -18,13 +18,13 @@ from typing import Sequence
 from uuid import uuid4
 
 from sqlalchemy import bindparam, literal_column, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Bot, Decision, Inbound, State
 from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, Tier, channel_spec,
                              rank)
-from bot.store.db import Database, DeadlineExceeded, StorageUnavailable, is_outage
+from bot.store.db import Database, DeadlineExceeded, StaleConnection, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
 from bot.staff.paging import enqueue_round, page_recipients, page_rows, page_text
@@ -113,6 +113,8 @@ class Helpline:
                     # A concurrent delivery of the same MessageSid, or a race creating the contact or
                     # the open escalation: the next attempt sees the winner's rows.
                     logger.info("write race on attempt %d for %s; retrying", attempt + 1, mask(msg.sender))
+                except StaleConnection:
+                    logger.warning("a pooled database connection had died; retrying on a new one")
                 except Exception as exc:  # noqa: BLE001 - storage failure must not silence the reply
                     if isinstance(exc, (StorageUnavailable, DeadlineExceeded)):
                         logger.error("storage skipped for a message from %s: %s", mask(msg.sender), exc)
@@ -185,7 +187,7 @@ class Helpline:
         for attempt in range(ATTEMPTS):
             try:
                 return self._handle_stored(entry.msg, replayed_at=entry.received_at.isoformat(), limits=limits)
-            except IntegrityError:
+            except (IntegrityError, StaleConnection):
                 if attempt == ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
@@ -268,7 +270,12 @@ class Helpline:
         another process makes an insert fail on a unique key: ``handle`` retries and sees it.
         """
         with self.db.session() as s:
-            found = s.execute(_LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
+            try:
+                found = s.execute(_LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
+            except DBAPIError as exc:
+                if exc.connection_invalidated:  # not pinged at checkout (db.PING_IDLE); nothing written yet
+                    raise StaleConnection() from exc
+                raise
             if found.seen_id is not None:
                 return self._replay(s, msg.message_id, found.seen_id, found.seen_escalation_id)
             now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()

@@ -45,6 +45,10 @@ POOL_TIMEOUT = 2.0  # seconds waiting for a pooled connection
 SQLITE_BUSY_TIMEOUT = 15.0  # seconds, when no deadline is set (CLI, migrations, the dispatcher)
 SLOW_FAILURE = 1.0  # a failure that took this long opens the breaker...
 COOLDOWN = 2.0  # ...for this long, then one session probes
+# A pooled PostgreSQL connection idle longer than this is pinged at checkout; one reused sooner is
+# not (a round trip per request under load). The webhook retries a text whose first statement met
+# a connection that died meanwhile (``StaleConnection``), so a restart costs it nothing either way.
+PING_IDLE = 1.0  # seconds
 SESSION_SECONDS = 30.0  # the bound for sessions outside a request (dispatcher, replayer) in long-running processes
 # SQLite errors after which a pooled connection is useless even once the disk is fine again
 # (a connection opened while the file was read-only stays read-only).
@@ -55,6 +59,14 @@ class StorageUnavailable(Exception):
     """Sessions are being refused at once after a slow failure (the breaker is open)."""
 
     def __init__(self, message: str = "database skipped after a slow failure (breaker open)"):
+        super().__init__(message)
+
+
+class StaleConnection(Exception):
+    """A pooled connection was found dead at the first statement of a unit of work: nothing was
+    written, and the pool has been invalidated, so the work can start again on a new connection."""
+
+    def __init__(self, message: str = "pooled connection found dead before any write"):
         super().__init__(message)
 
 
@@ -72,7 +84,8 @@ def is_outage(exc: BaseException) -> bool:
     release) are outages: every message would fail alike. Data, integrity and encoding errors,
     and any other exception, belong to the message being stored.
     """
-    if isinstance(exc, (StorageUnavailable, DeadlineExceeded, sa_exc.TimeoutError, sa_exc.DisconnectionError)):
+    if isinstance(exc, (StorageUnavailable, DeadlineExceeded, StaleConnection, sa_exc.TimeoutError,
+                        sa_exc.DisconnectionError)):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError,
@@ -325,6 +338,7 @@ class Database:
 
     def _on_checkout(self, dbapi_conn, record, _proxy) -> None:
         fresh = record.info.pop("fresh", False)
+        idle = time.monotonic() - record.info.get("checked_in", 0.0)
         left = self.remaining()
         if left is not None:
             if left <= 0:
@@ -336,9 +350,9 @@ class Database:
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
             cur.close()
-        elif not fresh:
-            # The pre-ping, under the watchdog: a pooled connection to a database that went away is
-            # replaced; one to a database that hangs is cut at the deadline.
+        elif not fresh and idle >= PING_IDLE:
+            # The pre-ping, under the watchdog, for a connection that sat in the pool for a while: one to
+            # a database that went away is replaced; one to a database that hangs is cut at the deadline.
             try:
                 cur = dbapi_conn.cursor()
                 cur.execute("SELECT 1")
@@ -350,6 +364,7 @@ class Database:
 
     def _on_checkin(self, _dbapi_conn, record) -> None:
         if record is not None:
+            record.info["checked_in"] = time.monotonic()
             handle = record.info.pop("watch", None)
             if handle is not None:
                 Watchdog.disarm(handle)
