@@ -289,11 +289,16 @@ class Helpline:
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
             with self.db.writing(s):
+                seen = _seen_values(decision, now)
+                counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
+                refusable = counted and replayed_at is None
+                touched = contact is None and not refusable  # a new sender's row is written whole at once
                 if contact is None:
-                    contact = _Texter(s.execute(_NEW_CONTACT, {"address": msg.sender, "channel": msg.channel,
-                                                               "created_at": now, "last_seen_at": now})
-                                      .scalar_one(), msg.sender, msg.channel, None, False)
-                if limits and not verdict.pages and self._over(s, limits, now) and replayed_at is None:
+                    row = {"address": msg.sender, "channel": msg.channel, "created_at": now, "last_seen_at": now,
+                           **(seen if touched else {})}
+                    contact = _Texter(s.execute(_NEW_CONTACT, row).scalar_one(), msg.sender, msg.channel,
+                                      row.get("language"), row.get("opted_out", False))
+                if counted and self._over(s, limits, now) and refusable:
                     # The caller's flood limit. Never a crisis: those go through whatever the counters say.
                     logger.warning("%s over its limit: refused", contact.masked)
                     return Outcome(None, decision, stored=False, refused=True)
@@ -302,7 +307,10 @@ class Helpline:
                 elif (decision.reply and decision.kind not in NEVER_LIMITED
                       and not channel_spec(contact.channel).training):
                     self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
-                contact = self._touch(s, contact, decision, now)
+                if not touched:
+                    s.execute(_TOUCH, {"contact_id": contact.id, **seen})
+                    contact = replace(contact, language=seen.get("language", contact.language),
+                                      opted_out=seen.get("opted_out", contact.opted_out))
                 # A text joins the escalation a human already has (its transcript stays together); one
                 # that escalates on its own gets its escalation's id once that exists.
                 joined = escalation.id if escalation is not None else None
@@ -337,18 +345,6 @@ class Helpline:
                             f" ({verdict.severity})" if verdict.severity else "")
                 return Outcome(decision.reply, decision, stored=True,
                                escalation_id=escalation.id if escalation is not None else None)
-
-    @staticmethod
-    def _touch(s: Session, contact: "_Texter", decision: Decision, now: datetime) -> "_Texter":
-        """Record that the sender was seen now, with the language and opt-out this text set."""
-        values: dict = {"last_seen_at": now}
-        if decision.remember_language:
-            values["language"] = decision.remember_language
-        if decision.opt_out is not None:
-            values["opted_out"], values["opted_out_at"] = decision.opt_out, now if decision.opt_out else None
-        s.execute(_CONTACTS.update().where(_CONTACTS.c.id == contact.id).values(**values))
-        return replace(contact, language=values.get("language", contact.language),
-                       opted_out=values.get("opted_out", contact.opted_out))
 
     def _over(self, s: Session, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
         """Count this text against each of the caller's limits; True when any is exceeded."""
@@ -476,9 +472,18 @@ _LOOKUP = (select(_seen.c.id.label("seen_id"), _seen.c.escalation_id.label("seen
                         .outerjoin(_CONTACTS, _CONTACTS.c.address == bindparam("address"))
                         .outerjoin(_open, (_open.c.contact_id == _CONTACTS.c.id)
                                    & _open.c.status.in_([str(x) for x in OPEN_STATUSES]))))
-_NEW_CONTACT = _CONTACTS.insert().values(address=bindparam("address"), channel=bindparam("channel"),
-                                         created_at=bindparam("created_at"),
-                                         last_seen_at=bindparam("last_seen_at")).returning(_CONTACTS.c.id)
+_NEW_CONTACT = _CONTACTS.insert().returning(_CONTACTS.c.id)  # columns: the parameters given
+_TOUCH = _CONTACTS.update().where(_CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
+
+
+def _seen_values(decision: Decision, now: datetime) -> dict:
+    """The sender's columns one text sets: seen now, and the language and opt-out it chose."""
+    values: dict = {"last_seen_at": now}
+    if decision.remember_language:
+        values["language"] = decision.remember_language
+    if decision.opt_out is not None:
+        values["opted_out"], values["opted_out_at"] = decision.opt_out, now if decision.opt_out else None
+    return values
 
 
 def _describe(exc: BaseException) -> str:
