@@ -271,7 +271,7 @@ class Helpline:
         """
         with self.db.session() as s:
             try:
-                found = s.execute(_LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
+                found = s.connection().execute(_LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
             except DBAPIError as exc:
                 if exc.connection_invalidated:  # not pinged at checkout (db.PING_IDLE); nothing written yet
                     raise StaleConnection() from exc
@@ -288,7 +288,11 @@ class Helpline:
                           claimed=escalation is not None and escalation.status == EscalationStatus.CLAIMED)
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
+            # Who a new escalation pages is read here too, before the write phase.
+            paged = (page_recipients(s) if verdict.escalate and escalation is None and Tier(verdict.severity).pages
+                     and channel_spec(msg.channel).pages_staff else ([], None))
             with self.db.writing(s):
+                conn = s.connection()  # Core statements on the session's own transaction
                 seen = _seen_values(decision, now)
                 counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
                 refusable = counted and replayed_at is None
@@ -296,7 +300,7 @@ class Helpline:
                 if contact is None:
                     row = {"address": msg.sender, "channel": msg.channel, "created_at": now, "last_seen_at": now,
                            **(seen if touched else {})}
-                    contact = _Texter(s.execute(_NEW_CONTACT, row).scalar_one(), msg.sender, msg.channel,
+                    contact = _Texter(conn.execute(_NEW_CONTACT, row).scalar_one(), msg.sender, msg.channel,
                                       row.get("language"), row.get("opted_out", False))
                 if counted and self._over(s, limits, now) and refusable:
                     # The caller's flood limit. Never a crisis: those go through whatever the counters say.
@@ -308,13 +312,13 @@ class Helpline:
                       and not channel_spec(contact.channel).training):
                     self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
                 if not touched:
-                    s.execute(_TOUCH, {"contact_id": contact.id, **seen})
+                    conn.execute(_TOUCH, {"contact_id": contact.id, **seen})
                     contact = replace(contact, language=seen.get("language", contact.language),
                                       opted_out=seen.get("opted_out", contact.opted_out))
                 # A text joins the escalation a human already has (its transcript stays together); one
                 # that escalates on its own gets its escalation's id once that exists.
                 joined = escalation.id if escalation is not None else None
-                inbound_id = s.execute(_MESSAGES.insert().returning(_MESSAGES.c.id), dict(
+                inbound_id = conn.execute(_NEW_MESSAGE, dict(
                     contact_id=contact.id, direction=Direction.IN, sid=msg.message_id, body=msg.body,
                     media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
                     crisis_kind=verdict.kind, rule=verdict.rule, topic=decision.topic, language=decision.language,
@@ -322,10 +326,9 @@ class Helpline:
                 if verdict.escalate:
                     # A replayed crisis pages now, not when it came (the page says how long ago it came).
                     escalation = self._escalate(s, contact, escalation, inbound_id, decision, msg, now,
-                                                page_at=utcnow() if replayed_at else now)
+                                                page_at=utcnow() if replayed_at else now, paged=paged)
                     if joined is None:
-                        s.execute(_MESSAGES.update().where(_MESSAGES.c.id == inbound_id)
-                                  .values(escalation_id=escalation.id))
+                        conn.execute(_JOIN_ESCALATION, {"message_id": inbound_id, "escalation_id": escalation.id})
                         joined = escalation.id
                     if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                         self._hold(escalation, decision, now)
@@ -338,7 +341,7 @@ class Helpline:
                     escalation.message_count += 1
                     escalation.updated_at = now
                 if decision.reply and replayed_at is None:  # a replayed text was answered when it came
-                    s.execute(_MESSAGES.insert(), dict(
+                    conn.execute(_MESSAGES.insert(), dict(
                         contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
                         reply_to_id=inbound_id, escalation_id=joined, language=decision.language, created_at=now))
                 logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
@@ -372,10 +375,11 @@ class Helpline:
         return replace(decision, kind=DecisionKind.LIMITED, reply=None)
 
     def _escalate(self, s: Session, contact: "_Texter", escalation: Escalation | None, inbound_id: int,
-                  decision: Decision, msg: Inbound, now: datetime, page_at: datetime | None = None) -> Escalation:
+                  decision: Decision, msg: Inbound, now: datetime, page_at: datetime | None = None,
+                  paged: tuple[list, str | None] = ([], None)) -> Escalation:
         verdict = decision.triage
         if escalation is None:
-            return self._open_escalation(s, contact, inbound_id, decision, msg, now, page_at or now)
+            return self._open_escalation(s, contact, inbound_id, decision, msg, now, page_at or now, paged)
         escalation.message_count += 1
         escalation.updated_at = now
         escalation.opted_out = escalation.opted_out or contact.opted_out
@@ -388,8 +392,10 @@ class Helpline:
         return escalation
 
     def _open_escalation(self, s: Session, contact: "_Texter", inbound_id: int, decision: Decision, msg: Inbound,
-                         now: datetime, page_at: datetime) -> Escalation:
+                         now: datetime, page_at: datetime, paged: tuple[list, str | None]) -> Escalation:
         """A new escalation and its first round of pages: one INSERT each (Core), paging fields set at once.
+
+        ``paged``: ``page_recipients`` read before the write phase (empty when this one pages nobody).
 
         Returns the escalation as a transient object (not in the session) for the caller's logging and reply.
         """
@@ -403,15 +409,16 @@ class Helpline:
         if not escalation.spec.pages_staff:
             escalation.page_problem = "training conversation: nobody is paged"
         elif Tier(verdict.severity).pages:
-            people, escalation.page_problem = page_recipients(s)
+            people, escalation.page_problem = paged
             if people:
                 escalation.first_paged_at = escalation.last_paged_at = page_at
         columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
-        escalation.id = s.execute(_ESCALATIONS.insert().returning(_ESCALATIONS.c.id), columns).scalar_one()
+        conn = s.connection()
+        escalation.id = conn.execute(_NEW_ESCALATION, columns).scalar_one()
         if people:
             body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
                              address=contact.address)
-            s.execute(_OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
+            conn.execute(_OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
             logger.warning("escalation %d: %d page(s) queued", escalation.id, len(people))
         elif Tier(verdict.severity).pages and escalation.spec.pages_staff:
             logger.critical("escalation %d cannot be paged: no active staff", escalation.id)
@@ -473,6 +480,9 @@ _LOOKUP = (select(_seen.c.id.label("seen_id"), _seen.c.escalation_id.label("seen
                         .outerjoin(_open, (_open.c.contact_id == _CONTACTS.c.id)
                                    & _open.c.status.in_([str(x) for x in OPEN_STATUSES]))))
 _NEW_CONTACT = _CONTACTS.insert().returning(_CONTACTS.c.id)  # columns: the parameters given
+_NEW_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
+_JOIN_ESCALATION = _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_id"))
+_NEW_ESCALATION = _ESCALATIONS.insert().returning(_ESCALATIONS.c.id)
 _TOUCH = _CONTACTS.update().where(_CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
 
 
