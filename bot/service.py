@@ -263,13 +263,15 @@ class Helpline:
                        limits: Sequence[tuple[Limit, str]] = ()) -> Outcome:
         """Read what the sender's state needs, decide, then write everything in one short write phase.
 
-        The reads and the decision come before the first write, so on SQLite they hold neither the
-        database's write lock nor this process's writer mutex (pysqlite begins the transaction at
-        the first write); the writes are Core statements where the ORM gave nothing, and commit
-        before the mutex is released. A sender's row or an open escalation created meanwhile by
-        another process makes an insert fail on a unique key: ``handle`` retries and sees it.
+        Threads of one process queue on its SQLite writer mutex before they take a connection (so a
+        held database lock ties up one pooled connection per process, not the pool). The reads and
+        the decision come before the first write, so they keep no other process waiting: on SQLite
+        the transaction begins at the first write (pysqlite), and the cross-process writer lock is
+        taken for the write phase only. The writes are Core statements where the ORM gave nothing,
+        and commit before that lock is released. A sender's row or an open escalation created
+        meanwhile by another process makes an insert fail on a unique key: ``handle`` retries.
         """
-        with self.db.session() as s:
+        with self.db.write_lock, self.db.session() as s:
             try:
                 found = s.connection().execute(_LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
             except DBAPIError as exc:

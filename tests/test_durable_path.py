@@ -120,3 +120,25 @@ def test_a_pooled_connection_that_died_costs_no_text(app, sms, db, database_url,
     assert "911" in reply.text
     assert count(db, Message, Message.direction == "in") == 2 and count(db, Escalation) == 1
     assert app.extensions["helpline"].helpline.spool.counts().pending == 0
+
+
+@pytest.mark.sqlite_only
+def test_the_writer_lock_file_held_elsewhere_bounds_the_wait_and_the_text_is_spooled(app, sms, db, settings):
+    import fcntl
+    import os
+    sms.send(ROUTINE)
+    path = db.url.split("///", 1)[-1] + "-writer"
+    assert os.path.exists(path)  # the webhook's processes queue on it
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process in the middle of its write phase, and stuck there
+        started = time.monotonic()
+        reply = sms.send(CRISIS, sender="+15555550167")
+        assert "911" in reply.text and time.monotonic() - started < 5.0
+        assert app.extensions["helpline"].helpline.spool.counts().pending == 1
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    db.breaker.succeeded()  # as after the cool-down's probe
+    assert app.extensions["helpline"].helpline.replay_spool() == 1
+    assert count(db, Message, Message.direction == "in") == 2 and count(db, Escalation) == 1
