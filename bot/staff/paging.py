@@ -52,15 +52,16 @@ def enqueue_owner_page(s: Session, escalation: Escalation, staff: Staff, public_
                  next_attempt_at=now, created_at=now))
 
 
-def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list[Staff]:
-    """On-call staff first; a widened round pages every active staff member."""
-    q = select(Staff).where(Staff.active.is_(True))
-    if not widen:
-        q = q.where(Staff.on_call.is_(True))
-    return [st for st in s.scalars(q.order_by(Staff.id)) if st.id not in exclude]
+_ACTIVE = select(Staff.id, Staff.phone).where(Staff.active.is_(True)).order_by(Staff.id)
+_ON_CALL = _ACTIVE.where(Staff.on_call.is_(True))
 
 
-def page_recipients(s: Session, widen: bool = False) -> tuple[list[Staff], str | None]:
+def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list:
+    """On-call staff first; a widened round pages every active staff member. Rows of (id, phone)."""
+    return [row for row in s.execute(_ACTIVE if widen else _ON_CALL) if row.id not in exclude]
+
+
+def page_recipients(s: Session, widen: bool = False) -> tuple[list, str | None]:
     """Who one round pages, and the problem to show on the escalation when that is not who it should be."""
     people = recipients(s, widen)
     problem = None
@@ -72,7 +73,7 @@ def page_recipients(s: Session, widen: bool = False) -> tuple[list[Staff], str |
     return people, problem
 
 
-def page_rows(escalation_id: int, people: list[Staff], body: str, page_round: int, now: datetime) -> list[dict]:
+def page_rows(escalation_id: int, people: list, body: str, page_round: int, now: datetime) -> list[dict]:
     """The outbox rows of one round of pages (for a Core INSERT; :func:`enqueue_round` adds them as objects)."""
     return [dict(kind=OutboxKind.PAGE, to_address=person.phone, body=body, escalation_id=escalation_id,
                  staff_id=person.id, page_round=page_round, next_attempt_at=now, created_at=now)
