@@ -2,9 +2,10 @@
 
 Every figure is a ratio or a rate measured in the same run as its reference:
 
-1. the webhook under gunicorn against a bare Flask app under the same gunicorn command, with
-   the same load of realistic, correctly signed Twilio requests (distinct MessageSids and
-   senders; SQLite, and PostgreSQL with --postgres);
+1. the webhook under gunicorn against the durable floor (bench/floor_app.py: Flask plus one
+   INSERT of the text through the app's engine settings) and a bare Flask app, all under the same
+   gunicorn command, with the same load of realistic, correctly signed Twilio requests (distinct
+   MessageSids and senders; SQLite, and PostgreSQL with --postgres); best of two rounds;
 2. messages/s through the pure core with the shipped content, 10x and 100x content;
 3. page latency: crisis webhook request -> the page arriving at a fake Twilio, through
    `helpline worker --interval 0.05`;
