@@ -35,7 +35,7 @@ STAGES = [
     ("form parsing (werkzeug)", ("formparser.py", "Request.form", "_load_form_data")),
     ("TwiML rendering", ("twiml (",)),
     ("logging", ("logging/__init__.py",)),
-    ("paging (page text, recipients)", ("enqueue_round", "page_text", "recipients (")),
+    ("paging (page text, recipients)", ("enqueue_round", "page_text", "recipients (", "page_rows (")),
     ("DB transaction", ("Helpline.handle", "Helpline._")),
     ("Flask/Werkzeug dispatch", ("Flask.__call__",)),
 ]

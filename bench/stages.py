@@ -8,7 +8,8 @@ from it), so the shares add up to the request:
 - Flask/Werkzeug: routing, form parsing, the rest of the request (``app.wsgi_app`` less the rest)
 - signature validation: ``RequestValidator.validate``
 - DB transaction: ``Helpline._handle_stored`` less the stages below (SQLAlchemy + SQLite)
-- paging enqueue: ``enqueue_round`` (recipients, page text, outbox rows; inside the transaction)
+- paging: ``page_recipients`` and ``page_text`` (who is paged and what the page says; the outbox
+  rows are part of the DB transaction)
 - triage / topic matching / language / decide rest: parts of ``Bot.decide``
 - logging: ``Logger._log`` (records that pass the level, written to a file as under gunicorn)
 - TwiML: ``twiml()``
@@ -86,7 +87,8 @@ def run(tmp: Path, texts, quick: bool, log) -> dict:
     patches = [
         (rv.RequestValidator, "validate", "signature validation"),
         (service.Helpline, "_handle_stored", "DB transaction (SQLAlchemy + SQLite)"),
-        (service, "enqueue_round", "paging enqueue"),
+        (service, "page_recipients", "paging: recipients, page text"),
+        (service, "page_text", "paging: recipients, page text"),
         (Bot, "decide", "decide: rest"),
         (Bot, "triage", "decide: triage"),
         (TopicMatcher, "match", "decide: topic matching"),

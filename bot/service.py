@@ -17,18 +17,18 @@ from datetime import datetime, timedelta
 from typing import Sequence
 from uuid import uuid4
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, literal_column, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Bot, Decision, Inbound, State
 from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, Tier, channel_spec,
                              rank)
-from bot.store.db import Database, DeadlineExceeded, StorageUnavailable, is_outage
+from bot.store.db import Database, DeadlineExceeded, StaleConnection, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
-from bot.staff.paging import enqueue_round
-from bot.store.models import Contact, Escalation, Message, mask, mask_numbers, utcnow
+from bot.staff.paging import enqueue_round, page_recipients, page_rows, page_text
+from bot.store.models import Contact, Escalation, Message, Outbox, mask, mask_numbers, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +62,15 @@ def recent_texts(s: Session, contact_id: int, since: datetime, limit: int = RECE
     They are read together with a new text ("i just took" + "30 of them"); the walk back stops at a
     text that escalated, whose verdict already stands.
     """
-    rows = s.scalars(select(Message).where(
+    rows = s.execute(select(Message.severity, Message.body).where(
         Message.contact_id == contact_id, Message.direction == Direction.IN, Message.created_at >= since)
         .order_by(Message.id.desc()).limit(limit)).all()
     recent = []
-    for row in rows:
-        if row.severity is not None:
+    for severity, body in rows:
+        if severity is not None:
             break
-        if row.body:
-            recent.append(row.body)
+        if body:
+            recent.append(body)
     return tuple(reversed(recent))
 
 
@@ -113,6 +113,8 @@ class Helpline:
                     # A concurrent delivery of the same MessageSid, or a race creating the contact or
                     # the open escalation: the next attempt sees the winner's rows.
                     logger.info("write race on attempt %d for %s; retrying", attempt + 1, mask(msg.sender))
+                except StaleConnection:
+                    logger.warning("a pooled database connection had died; retrying on a new one")
                 except Exception as exc:  # noqa: BLE001 - storage failure must not silence the reply
                     if isinstance(exc, (StorageUnavailable, DeadlineExceeded)):
                         logger.error("storage skipped for a message from %s: %s", mask(msg.sender), exc)
@@ -185,7 +187,7 @@ class Helpline:
         for attempt in range(ATTEMPTS):
             try:
                 return self._handle_stored(entry.msg, replayed_at=entry.received_at.isoformat(), limits=limits)
-            except IntegrityError:
+            except (IntegrityError, StaleConnection):
                 if attempt == ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
@@ -259,71 +261,95 @@ class Helpline:
 
     def _handle_stored(self, msg: Inbound, replayed_at: str | None = None,
                        limits: Sequence[tuple[Limit, str]] = ()) -> Outcome:
+        """Read what the sender's state needs, decide, then write everything in one short write phase.
+
+        Threads of one process queue on its SQLite writer mutex before they take a connection (so a
+        held database lock ties up one pooled connection per process, not the pool). The reads and
+        the decision come before the first write, so they keep no other process waiting: on SQLite
+        the transaction begins at the first write (pysqlite), and the cross-process writer lock is
+        taken for the write phase only. The writes are Core statements where the ORM gave nothing,
+        and commit before that lock is released. A sender's row or an open escalation created
+        meanwhile by another process makes an insert fail on a unique key: ``handle`` retries.
+        """
         with self.db.write_lock, self.db.session() as s:
-            if msg.message_id:
-                seen = s.scalar(select(Message).where(Message.sid == msg.message_id))
-                if seen is not None:
-                    return self._replay(s, seen)
+            try:
+                found = s.connection().execute(_LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
+            except DBAPIError as exc:
+                if exc.connection_invalidated:  # not pinged at checkout (db.PING_IDLE); nothing written yet
+                    raise StaleConnection() from exc
+                raise
+            if found.seen_id is not None:
+                return self._replay(s, msg.message_id, found.seen_id, found.seen_escalation_id)
             now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()
-            contact = s.scalar(select(Contact).where(Contact.address == msg.sender))
-            if contact is None:
-                contact = Contact(address=msg.sender, channel=msg.channel)
-                s.add(contact)
-                s.flush()
-            escalation = s.scalar(select(Escalation).where(
-                Escalation.contact_id == contact.id, Escalation.status.in_(OPEN_STATUSES)))
-            state = State(language=contact.language, opted_out=contact.opted_out,
+            contact = None if found.contact_id is None else _Texter(
+                found.contact_id, msg.sender, found.channel, found.language, bool(found.opted_out))
+            escalation = None if found.escalation_id is None else s.get(Escalation, found.escalation_id)
+            state = State(language=contact and contact.language, opted_out=bool(contact and contact.opted_out),
                           escalated=escalation is not None and escalation.silences_bot,
-                          recent=recent_texts(s, contact.id, now - self.context),
+                          recent=recent_texts(s, contact.id, now - self.context) if contact else (),
                           claimed=escalation is not None and escalation.status == EscalationStatus.CLAIMED)
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
-            if limits and not verdict.pages and self._over(s, limits, now) and replayed_at is None:
-                # The caller's flood limit. Never a crisis: those go through whatever the counters say.
-                logger.warning("%s over its limit: refused", contact.masked)
-                return Outcome(None, decision, stored=False, refused=True)
-            if decision.reply and replayed_at is None:
-                decision = self._reply_limit(s, contact, decision, now)
-            elif decision.reply and decision.kind not in NEVER_LIMITED and not channel_spec(contact.channel).training:
-                self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
-            contact.last_seen_at = now
-            if decision.remember_language:
-                contact.language = decision.remember_language
-            if decision.opt_out is True:
-                contact.opted_out, contact.opted_out_at = True, now
-            elif decision.opt_out is False:
-                contact.opted_out, contact.opted_out_at = False, None
-            inbound = Message(contact_id=contact.id, direction=Direction.IN, sid=msg.message_id, body=msg.body,
-                              media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
-                              crisis_kind=verdict.kind, rule=verdict.rule, topic=decision.topic,
-                              language=decision.language, created_at=now)
-            s.add(inbound)
-            s.flush()
-            if verdict.escalate:
-                # A replayed crisis pages now, not when it came (the page says how long ago it came).
-                escalation = self._escalate(s, contact, escalation, inbound, decision, msg, now,
-                                            page_at=utcnow() if replayed_at else now)
-                inbound.escalation_id = escalation.id
-                if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
-                    self._hold(escalation, decision, now)
-                logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind,
-                               contact.masked, verdict.rule)
-                if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
-                    # Only now is it true that staff were alerted: a page is queued in this transaction.
-                    decision = replace(decision, reply=decision.alerted_reply)
-            elif escalation is not None:
-                # A human owns this conversation: keep the transcript together.
-                inbound.escalation_id = escalation.id
-                escalation.message_count += 1
-                escalation.updated_at = now
-            if decision.reply and replayed_at is None:  # a replayed text was answered when it came
-                s.add(Message(contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
-                              reply_to_id=inbound.id, escalation_id=inbound.escalation_id,
-                              language=decision.language, created_at=now))
-            logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
-                        f" ({verdict.severity})" if verdict.severity else "")
-            return Outcome(decision.reply, decision, stored=True,
-                           escalation_id=escalation.id if escalation is not None else None)
+            # Who a new escalation pages is read here too, before the write phase.
+            paged = (page_recipients(s) if verdict.escalate and escalation is None and Tier(verdict.severity).pages
+                     and channel_spec(msg.channel).pages_staff else ([], None))
+            with self.db.writing(s):
+                conn = s.connection()  # Core statements on the session's own transaction
+                seen = _seen_values(decision, now)
+                counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
+                refusable = counted and replayed_at is None
+                touched = contact is None and not refusable  # a new sender's row is written whole at once
+                if contact is None:
+                    row = {"address": msg.sender, "channel": msg.channel, "created_at": now, "last_seen_at": now,
+                           **(seen if touched else {})}
+                    contact = _Texter(conn.execute(_NEW_CONTACT, row).scalar_one(), msg.sender, msg.channel,
+                                      row.get("language"), row.get("opted_out", False))
+                if counted and self._over(s, limits, now) and refusable:
+                    # The caller's flood limit. Never a crisis: those go through whatever the counters say.
+                    logger.warning("%s over its limit: refused", contact.masked)
+                    return Outcome(None, decision, stored=False, refused=True)
+                if decision.reply and replayed_at is None:
+                    decision = self._reply_limit(s, contact, decision, now)
+                elif (decision.reply and decision.kind not in NEVER_LIMITED
+                      and not channel_spec(contact.channel).training):
+                    self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
+                if not touched:
+                    conn.execute(_TOUCH, {"contact_id": contact.id, **seen})
+                    contact = replace(contact, language=seen.get("language", contact.language),
+                                      opted_out=seen.get("opted_out", contact.opted_out))
+                # A text joins the escalation a human already has (its transcript stays together); one
+                # that escalates on its own gets its escalation's id once that exists.
+                joined = escalation.id if escalation is not None else None
+                inbound_id = conn.execute(_NEW_MESSAGE, dict(
+                    contact_id=contact.id, direction=Direction.IN, sid=msg.message_id, body=msg.body,
+                    media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
+                    crisis_kind=verdict.kind, rule=verdict.rule, topic=decision.topic, language=decision.language,
+                    escalation_id=joined, created_at=now)).scalar_one()
+                if verdict.escalate:
+                    # A replayed crisis pages now, not when it came (the page says how long ago it came).
+                    escalation = self._escalate(s, contact, escalation, inbound_id, decision, msg, now,
+                                                page_at=utcnow() if replayed_at else now, paged=paged)
+                    if joined is None:
+                        conn.execute(_JOIN_ESCALATION, {"message_id": inbound_id, "escalation_id": escalation.id})
+                        joined = escalation.id
+                    if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
+                        self._hold(escalation, decision, now)
+                    logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind,
+                                   contact.masked, verdict.rule)
+                    if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
+                        # Only now is it true that staff were alerted: a page is queued in this transaction.
+                        decision = replace(decision, reply=decision.alerted_reply)
+                elif escalation is not None:
+                    escalation.message_count += 1
+                    escalation.updated_at = now
+                if decision.reply and replayed_at is None:  # a replayed text was answered when it came
+                    conn.execute(_MESSAGES.insert(), dict(
+                        contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
+                        reply_to_id=inbound_id, escalation_id=joined, language=decision.language, created_at=now))
+                logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
+                            f" ({verdict.severity})" if verdict.severity else "")
+                return Outcome(decision.reply, decision, stored=True,
+                               escalation_id=escalation.id if escalation is not None else None)
 
     def _over(self, s: Session, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
         """Count this text against each of the caller's limits; True when any is exceeded."""
@@ -332,7 +358,7 @@ class Helpline:
             over = self.limiter.hit(s, limit, subject, now) or over
         return over
 
-    def _reply_limit(self, s: Session, contact: Contact, decision: Decision, now: datetime) -> Decision:
+    def _reply_limit(self, s: Session, contact: "_Texter", decision: Decision, now: datetime) -> Decision:
         """At most ``reply_limit`` bot replies per number per hour (SMS pumping, loops with other bots).
 
         Crisis replies, compliance words (HELP, STOP, START) and the language switch are never
@@ -350,19 +376,12 @@ class Helpline:
                            reply=self.bot.content.message("reply_limited", decision.language))
         return replace(decision, kind=DecisionKind.LIMITED, reply=None)
 
-    def _escalate(self, s: Session, contact: Contact, escalation: Escalation | None, inbound: Message,
-                  decision: Decision, msg: Inbound, now: datetime, page_at: datetime | None = None) -> Escalation:
+    def _escalate(self, s: Session, contact: "_Texter", escalation: Escalation | None, inbound_id: int,
+                  decision: Decision, msg: Inbound, now: datetime, page_at: datetime | None = None,
+                  paged: tuple[list, str | None] = ([], None)) -> Escalation:
         verdict = decision.triage
         if escalation is None:
-            escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
-                                    kind=verdict.kind, rule=verdict.rule, rules=",".join(verdict.rules),
-                                    channel=msg.channel, opted_out=contact.opted_out,
-                                    about_other=verdict.about_other,
-                                    first_message_id=inbound.id, created_at=now, updated_at=now)
-            s.add(escalation)
-            s.flush()
-            self._page_if_needed(s, escalation, page_at or now)
-            return escalation
+            return self._open_escalation(s, contact, inbound_id, decision, msg, now, page_at or now, paged)
         escalation.message_count += 1
         escalation.updated_at = now
         escalation.opted_out = escalation.opted_out or contact.opted_out
@@ -372,6 +391,39 @@ class Helpline:
         known = [r for r in escalation.rules.split(",") if r]
         escalation.rules = ",".join([*known, *(r for r in verdict.rules if r not in known)])
         self._page_if_needed(s, escalation, page_at or now)
+        return escalation
+
+    def _open_escalation(self, s: Session, contact: "_Texter", inbound_id: int, decision: Decision, msg: Inbound,
+                         now: datetime, page_at: datetime, paged: tuple[list, str | None]) -> Escalation:
+        """A new escalation and its first round of pages: one INSERT each (Core), paging fields set at once.
+
+        ``paged``: ``page_recipients`` read before the write phase (empty when this one pages nobody).
+
+        Returns the escalation as a transient object (not in the session) for the caller's logging and reply.
+        """
+        verdict = decision.triage
+        escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
+                                kind=verdict.kind, rule=verdict.rule, rules=",".join(verdict.rules),
+                                channel=msg.channel, opted_out=contact.opted_out, about_other=verdict.about_other,
+                                message_count=1, first_message_id=inbound_id, created_at=now, updated_at=now,
+                                page_round=0, pages_sent=0)
+        people = []
+        if not escalation.spec.pages_staff:
+            escalation.page_problem = "training conversation: nobody is paged"
+        elif Tier(verdict.severity).pages:
+            people, escalation.page_problem = paged
+            if people:
+                escalation.first_paged_at = escalation.last_paged_at = page_at
+        columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
+        conn = s.connection()
+        escalation.id = conn.execute(_NEW_ESCALATION, columns).scalar_one()
+        if people:
+            body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
+                             address=contact.address)
+            conn.execute(_OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
+            logger.warning("escalation %d: %d page(s) queued", escalation.id, len(people))
+        elif Tier(verdict.severity).pages and escalation.spec.pages_staff:
+            logger.critical("escalation %d cannot be paged: no active staff", escalation.id)
         return escalation
 
     def _hold(self, escalation: Escalation, decision: Decision, now: datetime) -> None:
@@ -391,11 +443,59 @@ class Helpline:
             n = enqueue_round(s, escalation, self.public_url, self.bot.content.clinic_short_name, now=now)
             logger.warning("escalation %d: %d page(s) queued", escalation.id, n)
 
-    def _replay(self, s: Session, seen: Message) -> Outcome:
+    def _replay(self, s: Session, sid: str, seen_id: int, escalation_id: int | None) -> Outcome:
         """A Twilio retry: answer exactly as the first time, change nothing."""
-        reply = s.scalar(select(Message.body).where(Message.reply_to_id == seen.id))
-        logger.info("duplicate delivery %s ignored", seen.sid)
-        return Outcome(reply, None, stored=True, duplicate=True, escalation_id=seen.escalation_id)
+        reply = s.scalar(select(Message.body).where(Message.reply_to_id == seen_id))
+        logger.info("duplicate delivery %s ignored", sid)
+        return Outcome(reply, None, stored=True, duplicate=True, escalation_id=escalation_id)
+
+
+@dataclass(frozen=True)
+class _Texter:
+    """The sender's row as one text needs it (read once; the write phase updates it with Core)."""
+
+    id: int
+    address: str
+    channel: str
+    language: str | None
+    opted_out: bool
+
+    @property
+    def masked(self) -> str:
+        return mask(self.address)
+
+
+_MESSAGES = Message.__table__
+_CONTACTS = Contact.__table__
+_ESCALATIONS = Escalation.__table__
+_OUTBOX = Outbox.__table__
+_seen = _MESSAGES.alias("seen")
+_open = Escalation.__table__.alias("open_escalation")
+# One round trip for everything a text needs before it is decided: a stored copy (a retry), the
+# sender, and the sender's open escalation. The one-row SELECT keeps a row when neither exists.
+_LOOKUP = (select(_seen.c.id.label("seen_id"), _seen.c.escalation_id.label("seen_escalation_id"),
+                  _CONTACTS.c.id.label("contact_id"), _CONTACTS.c.channel, _CONTACTS.c.language,
+                  _CONTACTS.c.opted_out, _open.c.id.label("escalation_id"))
+           .select_from(select(literal_column("1").label("one")).subquery("one")
+                        .outerjoin(_seen, _seen.c.sid == bindparam("sid"))
+                        .outerjoin(_CONTACTS, _CONTACTS.c.address == bindparam("address"))
+                        .outerjoin(_open, (_open.c.contact_id == _CONTACTS.c.id)
+                                   & _open.c.status.in_([str(x) for x in OPEN_STATUSES]))))
+_NEW_CONTACT = _CONTACTS.insert().returning(_CONTACTS.c.id)  # columns: the parameters given
+_NEW_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
+_JOIN_ESCALATION = _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_id"))
+_NEW_ESCALATION = _ESCALATIONS.insert().returning(_ESCALATIONS.c.id)
+_TOUCH = _CONTACTS.update().where(_CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
+
+
+def _seen_values(decision: Decision, now: datetime) -> dict:
+    """The sender's columns one text sets: seen now, and the language and opt-out it chose."""
+    values: dict = {"last_seen_at": now}
+    if decision.remember_language:
+        values["language"] = decision.remember_language
+    if decision.opt_out is not None:
+        values["opted_out"], values["opted_out_at"] = decision.opt_out, now if decision.opt_out else None
+    return values
 
 
 def _describe(exc: BaseException) -> str:

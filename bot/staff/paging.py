@@ -20,15 +20,19 @@ logger = logging.getLogger(__name__)
 NO_STAFF = "NO STAFF ON CALL: nobody was paged"
 
 
-def page_text(escalation: Escalation, public_url: str | None, clinic: str, now: datetime | None = None) -> str:
-    """The page body: who it is from (the clinic's short name), severity, masked number, age, link."""
+def page_text(escalation: Escalation, public_url: str | None, clinic: str, now: datetime | None = None,
+              address: str | None = None) -> str:
+    """The page body: who it is from (the clinic's short name), severity, masked number, age, link.
+
+    ``address``: the texter's, when the caller has it (else it is read through ``escalation.contact``).
+    """
     now = now or utcnow()
     minutes = max(0, int((now - aware(escalation.created_at)).total_seconds() // 60))
     base = (public_url or "").rstrip("/")
     link = f"{base}/dashboard/escalations/{escalation.id}" if base else f"/dashboard/escalations/{escalation.id}"
     again = " (re-page)" if escalation.page_round > 0 else ""
     return (f"{clinic} helpline{again}: {escalation.severity.upper()} #{escalation.id}, "
-            f"texter {mask(escalation.contact.address)}, {minutes} min ago. Claim: {link}")
+            f"texter {mask(address or escalation.contact.address)}, {minutes} min ago. Claim: {link}")
 
 
 def owner_page_text(escalation: Escalation, public_url: str | None, reason: str) -> str:
@@ -48,12 +52,32 @@ def enqueue_owner_page(s: Session, escalation: Escalation, staff: Staff, public_
                  next_attempt_at=now, created_at=now))
 
 
-def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list[Staff]:
-    """On-call staff first; a widened round pages every active staff member."""
-    q = select(Staff).where(Staff.active.is_(True))
-    if not widen:
-        q = q.where(Staff.on_call.is_(True))
-    return [st for st in s.scalars(q.order_by(Staff.id)) if st.id not in exclude]
+_ACTIVE = select(Staff.id, Staff.phone).where(Staff.active.is_(True)).order_by(Staff.id)
+_ON_CALL = _ACTIVE.where(Staff.on_call.is_(True))
+
+
+def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list:
+    """On-call staff first; a widened round pages every active staff member. Rows of (id, phone)."""
+    return [row for row in s.execute(_ACTIVE if widen else _ON_CALL) if row.id not in exclude]
+
+
+def page_recipients(s: Session, widen: bool = False) -> tuple[list, str | None]:
+    """Who one round pages, and the problem to show on the escalation when that is not who it should be."""
+    people = recipients(s, widen)
+    problem = None
+    if not people and not widen:
+        people = recipients(s, widen=True)  # nobody on call: better to wake anyone than no one
+        problem = NO_STAFF + ("; paging all staff instead" if people else "")
+    if not people:
+        problem = "NO ACTIVE STAFF: nobody can be paged"
+    return people, problem
+
+
+def page_rows(escalation_id: int, people: list, body: str, page_round: int, now: datetime) -> list[dict]:
+    """The outbox rows of one round of pages (for a Core INSERT; :func:`enqueue_round` adds them as objects)."""
+    return [dict(kind=OutboxKind.PAGE, to_address=person.phone, body=body, escalation_id=escalation_id,
+                 staff_id=person.id, page_round=page_round, next_attempt_at=now, created_at=now)
+            for person in people]
 
 
 def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, clinic: str, widen: bool = False,
@@ -63,18 +87,15 @@ def enqueue_round(s: Session, escalation: Escalation, public_url: str | None, cl
     ``clinic`` is the clinic's short name from replies/clinic.toml (``Content.clinic_short_name``).
     """
     now = now or utcnow()
-    people = recipients(s, widen)
-    if not people and not widen:
-        people = recipients(s, widen=True)  # nobody on call: better to wake anyone than no one
-        escalation.page_problem = NO_STAFF + ("; paging all staff instead" if people else "")
+    people, problem = page_recipients(s, widen)
+    if problem:
+        escalation.page_problem = problem
     if not people:
-        escalation.page_problem = "NO ACTIVE STAFF: nobody can be paged"
         logger.critical("escalation %d cannot be paged: no active staff", escalation.id)
         return 0
     body = page_text(escalation, public_url, clinic, now)
-    for person in people:
-        s.add(Outbox(kind=OutboxKind.PAGE, to_address=person.phone, body=body, escalation_id=escalation.id,
-                     staff_id=person.id, page_round=escalation.page_round, next_attempt_at=now, created_at=now))
+    for row in page_rows(escalation.id, people, body, escalation.page_round, now):
+        s.add(Outbox(**row))
     escalation.last_paged_at = now
     if escalation.first_paged_at is None:
         escalation.first_paged_at = now

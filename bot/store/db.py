@@ -20,6 +20,7 @@ message the database cannot take (a poisoned entry: dead-letter it after a few t
 
 from __future__ import annotations
 
+import fcntl
 import heapq
 import itertools
 import logging
@@ -45,6 +46,10 @@ POOL_TIMEOUT = 2.0  # seconds waiting for a pooled connection
 SQLITE_BUSY_TIMEOUT = 15.0  # seconds, when no deadline is set (CLI, migrations, the dispatcher)
 SLOW_FAILURE = 1.0  # a failure that took this long opens the breaker...
 COOLDOWN = 2.0  # ...for this long, then one session probes
+# A pooled PostgreSQL connection idle longer than this is pinged at checkout; one reused sooner is
+# not (a round trip per request under load). The webhook retries a text whose first statement met
+# a connection that died meanwhile (``StaleConnection``), so a restart costs it nothing either way.
+PING_IDLE = 1.0  # seconds
 SESSION_SECONDS = 30.0  # the bound for sessions outside a request (dispatcher, replayer) in long-running processes
 # SQLite errors after which a pooled connection is useless even once the disk is fine again
 # (a connection opened while the file was read-only stays read-only).
@@ -55,6 +60,14 @@ class StorageUnavailable(Exception):
     """Sessions are being refused at once after a slow failure (the breaker is open)."""
 
     def __init__(self, message: str = "database skipped after a slow failure (breaker open)"):
+        super().__init__(message)
+
+
+class StaleConnection(Exception):
+    """A pooled connection was found dead at the first statement of a unit of work: nothing was
+    written, and the pool has been invalidated, so the work can start again on a new connection."""
+
+    def __init__(self, message: str = "pooled connection found dead before any write"):
         super().__init__(message)
 
 
@@ -72,7 +85,8 @@ def is_outage(exc: BaseException) -> bool:
     release) are outages: every message would fail alike. Data, integrity and encoding errors,
     and any other exception, belong to the message being stored.
     """
-    if isinstance(exc, (StorageUnavailable, DeadlineExceeded, sa_exc.TimeoutError, sa_exc.DisconnectionError)):
+    if isinstance(exc, (StorageUnavailable, DeadlineExceeded, StaleConnection, sa_exc.TimeoutError,
+                        sa_exc.DisconnectionError)):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         return exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError,
@@ -187,6 +201,89 @@ class DeadlineLock:
         self._lock.release()
 
 
+class WriterFile:
+    """SQLite's one writer across processes: a file lock beside the database, waited on for no longer
+    than the caller's deadline.
+
+    Without it, a process that finds another's write in progress sleeps in SQLite's busy handler (1,
+    2, 5, 10... ms) and the database often sits unlocked meanwhile; ``flock`` is polled every 50 us
+    to 1 ms instead. Writers that do not take it (the CLI, the dispatcher) still meet SQLite's own
+    lock and busy handler, so correctness never depends on it. Callers hold the process's
+    ``DeadlineLock`` already, so one thread per process waits here.
+    """
+
+    def __init__(self, db: "Database", path: str):
+        self._db = db
+        self._path: str | None = path  # None once the file could not be opened
+        self._fd: int | None = None
+        self._pid: int | None = None
+        self._held = False
+
+    def __enter__(self):
+        fd = self._file()
+        if fd is None:
+            return self
+        pause = 0.00005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._held = True
+                return self
+            except BlockingIOError:
+                left = self._db.remaining()
+                if left is not None and left <= 0:
+                    raise DeadlineExceeded("time ran out waiting for the SQLite writer lock") from None
+                time.sleep(pause if left is None else min(pause, left))
+                pause = min(pause * 2, 0.001)
+
+    def __exit__(self, *exc) -> None:
+        if self._held:
+            self._held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _file(self) -> int | None:
+        """This process's descriptor of the lock file (a forked child opens its own)."""
+        if self._path is not None and self._pid != os.getpid():
+            try:
+                self._fd, self._pid, self._held = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid(), False
+            except OSError as exc:
+                logger.warning("SQLite writer lock file unavailable (%s): processes queue in SQLite's busy handler",
+                               type(exc).__name__)
+                self._path = None
+        return self._fd if self._path is not None else None
+
+
+def make_engine(url: str) -> Engine:
+    """The engine for ``url`` with the app's driver settings (timeouts; SQLite in WAL mode).
+
+    The benchmark's durable floor (bench/floor_app.py) uses it too, so both write alike.
+    """
+    # hide_parameters: a failed INSERT must never print a message body or phone number in a log.
+    kwargs: dict = {"hide_parameters": True}
+    sqlite = url.startswith("sqlite")
+    if sqlite:
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
+    else:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+        kwargs["pool_timeout"] = POOL_TIMEOUT
+    engine = create_engine(url, **kwargs)
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets the dashboard read while the webhook writes; foreign keys are off by default.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
 class Database:
     """An engine and a session factory for one database URL, with bounded waits."""
 
@@ -196,17 +293,7 @@ class Database:
         # a connection the network black-holed is cut instead of stalling its thread for good.
         self.session_seconds = session_seconds
         self.sqlite = url.startswith("sqlite")
-        # hide_parameters: a failed INSERT must never print a message body or phone number in a log.
-        kwargs: dict = {"hide_parameters": True}
-        if self.sqlite:
-            path = url.split("///", 1)[-1]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False}
-        else:
-            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
-            kwargs["pool_timeout"] = POOL_TIMEOUT
-        self.engine: Engine = create_engine(url, **kwargs)
+        self.engine: Engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.breaker = Breaker()
         self.watchdog = Watchdog()
@@ -218,6 +305,8 @@ class Database:
         # SQLite has one writer. Threads of one process queue on this mutex instead of on SQLite's
         # busy handler, whose back-off sleeps (up to 100 ms each) dominated p99 under load.
         self.write_lock = DeadlineLock(self) if self.sqlite else nullcontext()
+        file = url.split("///", 1)[-1] if self.sqlite else ""
+        self.writer_file = WriterFile(self, f"{file}-writer") if file and file != ":memory:" else nullcontext()
 
     # -- deadlines ------------------------------------------------------------------------
     def remaining(self) -> float | None:
@@ -276,6 +365,15 @@ class Database:
             if bounded:
                 self.pop_deadline(previous)
 
+    @contextmanager
+    def writing(self, s: Session) -> Iterator[None]:
+        """The write phase of a :meth:`session`: under SQLite's writer lock file, committed before it is
+        released. Reads before it (pysqlite begins the transaction at the first write) keep no other
+        process waiting."""
+        with self.writer_file:
+            yield
+            s.commit()
+
     def _timed_out(self) -> bool:
         left = self.remaining()
         return left is not None and left <= 0
@@ -292,16 +390,10 @@ class Database:
     # -- pool events ----------------------------------------------------------------------
     def _on_connect(self, dbapi_conn, record) -> None:
         record.info["fresh"] = True
-        if self.sqlite:
-            # WAL lets the dashboard read while the webhook writes; foreign keys are off by default.
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
 
     def _on_checkout(self, dbapi_conn, record, _proxy) -> None:
         fresh = record.info.pop("fresh", False)
+        idle = time.monotonic() - record.info.get("checked_in", 0.0)
         left = self.remaining()
         if left is not None:
             if left <= 0:
@@ -313,9 +405,9 @@ class Database:
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
             cur.close()
-        elif not fresh:
-            # The pre-ping, under the watchdog: a pooled connection to a database that went away is
-            # replaced; one to a database that hangs is cut at the deadline.
+        elif not fresh and idle >= PING_IDLE:
+            # The pre-ping, under the watchdog, for a connection that sat in the pool for a while: one to
+            # a database that went away is replaced; one to a database that hangs is cut at the deadline.
             try:
                 cur = dbapi_conn.cursor()
                 cur.execute("SELECT 1")
@@ -327,6 +419,7 @@ class Database:
 
     def _on_checkin(self, _dbapi_conn, record) -> None:
         if record is not None:
+            record.info["checked_in"] = time.monotonic()
             handle = record.info.pop("watch", None)
             if handle is not None:
                 Watchdog.disarm(handle)
