@@ -42,7 +42,7 @@ screenshots: $(STAMP)
 check-content: $(STAMP)
 	$(BIN)/helpline check-content
 
-# The benchmark suite (about 5 minutes; see bench/RESULTS.md). Uses wrk when installed
+# The benchmark suite (about 4 minutes; see bench/RESULTS.md). Uses wrk when installed
 # (apt-get install wrk), else a Python load generator. BENCH_ARGS=--quick or --postgres.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
