@@ -14,14 +14,16 @@ REPLY = ("Solace Hills Detox: diazepam withdrawal can be dangerous; don't stop s
          "doctor. Call us: (562) 573-1504.")
 
 
-@app.post("/sms")
-def sms():
-    """A fixed MessagingResponse, built per request as the app does."""
+def fixed_twiml():
+    """A fixed MessagingResponse, built per request as the app does (also the floor's answer)."""
     resp = MessagingResponse()
     resp.message(REPLY)
     return str(resp), 200, {"Content-Type": "text/xml; charset=utf-8"}
 
 
-@app.get("/healthz")
 def healthz():
     return {"ok": True}
+
+
+app.add_url_rule("/sms", view_func=fixed_twiml, methods=["POST"])
+app.add_url_rule("/healthz", view_func=healthz)

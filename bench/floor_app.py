@@ -17,9 +17,8 @@ from datetime import datetime, timezone
 from flask import Flask, request
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert
 from sqlalchemy.exc import IntegrityError
-from twilio.twiml.messaging_response import MessagingResponse
 
-from bare_app import REPLY
+from bare_app import fixed_twiml, healthz
 from bot.store.db import make_engine
 
 metadata = MetaData()
@@ -54,14 +53,10 @@ def sms():
                                                        created_at=datetime.now(timezone.utc)))
     except IntegrityError:
         pass  # a retry: stored already
-    resp = MessagingResponse()
-    resp.message(REPLY)
-    return str(resp), 200, {"Content-Type": "text/xml; charset=utf-8"}
+    return fixed_twiml()
 
 
-@app.get("/healthz")
-def healthz():
-    return {"ok": True}
+app.add_url_rule("/healthz", view_func=healthz)
 
 
 def create(url: str) -> None:
