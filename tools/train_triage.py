@@ -523,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     data = export(model, cal, th, meta)
     write(args.out, data)
-    print(f"wrote {args.out} ({len(data['char']) + len(data['word'])} features) in {time.time() - started:.0f} s")
+    print(f"wrote {args.out} ({len(data['char']['grams']) + len(data['word']['grams'])} features) in {time.time() - started:.0f} s")
     return 0
 
 
