@@ -14,19 +14,21 @@ triage model may overrule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 from bot.core.normalize import MARKS, squeeze, tokenize, fold
 
 REAL_WORDS = Path(__file__).parent / "data" / "common_words.txt"
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """One phrase occurrence: its label and the token span ``[start, end)``."""
+class Found(NamedTuple):
+    """One phrase occurrence: its label and the token span ``[start, end)``.
+
+    A NamedTuple rather than a frozen dataclass: a message makes dozens of these and a tuple is
+    built several times faster (same fields, same read-only use).
+    """
 
     label: str
     start: int
@@ -159,7 +161,10 @@ class PhraseIndex:
 
     def find(self, tokens: list[str]) -> list[Found]:
         """Every phrase occurrence in the token list (a trie walk from each position)."""
-        resolved = [self.resolve(t) if t not in MARKS else _NOTHING for t in tokens]
+        # The per-token cache is read inline (a method call per token costs more than the lookup).
+        cached = self._cache.get
+        resolve = self.resolve
+        resolved = [_NOTHING if t in MARKS else (cached(t) or resolve(t)) for t in tokens]
         found: list[Found] = []
         n = len(tokens)
         trie = self._trie

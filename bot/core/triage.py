@@ -160,6 +160,8 @@ class Triager:
                                  emoji=content.emoji, replace=content.replace)
         self._by_anchor = self._anchor(self.rules)
         self._idioms_by_anchor = self._anchor(self.idioms)
+        # What each rule needs before it can match (see _possible), keyed by the rule object.
+        self._needs = {id(rule): _needs(rule) for rule in (*self.rules, *self.idioms)}
         self.number_min = content.number_min
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
 
@@ -183,7 +185,8 @@ class Triager:
             if f.fuzzy and fuzzy is not None:
                 fuzzy.update(i for i in range(f.start, f.end) if self.index.resolve(tokens[i])[1])
         units = {s for s, _ in occ.get(UNIT, ())}
-        for i, tok in enumerate(tokens):
+        # Only digit tokens matter below; most texts have none, so skip the scan then.
+        for i, tok in (enumerate(tokens) if any(map(str.isdigit, tokens)) else ()):
             if not tok.isdigit():
                 continue
             value = int(tok)
@@ -306,11 +309,15 @@ class Triager:
         tokens, clauses = _without_clause_marks(tokens)
         fuzzy: set[int] = set()
         occ = self.labels(tokens, fuzzy)
-        n_words = sum(1 for t in tokens if t != BOUNDARY)
+        n_words = len(tokens) - tokens.count(BOUNDARY)
+        present = occ.keys()
+        needs = self._needs
         masks = []
         idioms = set()
         for label in list(occ):
             for idiom in self._idioms_by_anchor.get(label, ()):
+                if not _possible(needs[id(idiom)], present):
+                    continue
                 found = self._match(idiom, occ, n_words)
                 if found:
                     masks.append(found[0])
@@ -319,7 +326,7 @@ class Triager:
         seen: set[str] = set()
         for label in list(occ):
             for rule in self._by_anchor.get(label, ()):
-                if rule.id in seen:
+                if rule.id in seen or not _possible(needs[id(rule)], present):
                     continue
                 found = self._match(rule, occ, n_words)
                 if not found:
@@ -410,6 +417,24 @@ def _sentence(tokens: list[str], span: tuple[int, int]) -> tuple[str, ...]:
     while hi < len(tokens) and hi - span[1] < LOCAL and tokens[hi] != BOUNDARY:
         hi += 1
     return tuple(t for t in tokens[lo:hi] if t != BOUNDARY)
+
+
+def _needs(rule: Rule) -> tuple[frozenset[str], tuple[frozenset[str], ...]]:
+    """The labels a rule cannot match without: every one-label slot's label, and for each slot
+    of several labels the set of which at least one must occur."""
+    single = frozenset(slot[0] for slot in rule.slots if len(slot) == 1)
+    several = tuple(frozenset(slot) for slot in rule.slots if len(slot) > 1)
+    return single, several
+
+
+def _possible(need: tuple[frozenset[str], tuple[frozenset[str], ...]], present) -> bool:
+    """Whether every slot of a rule has a label in the text (``present``: the labels found).
+
+    A cheap set test before :meth:`Triager._match`, which returns None exactly when it fails
+    (every label in ``occ`` has at least one span); most rules tried fail here.
+    """
+    single, several = need
+    return single <= present and all(not present.isdisjoint(s) for s in several)
 
 
 def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]:
