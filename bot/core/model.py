@@ -302,11 +302,23 @@ class TriageModel:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def _logits(self, words: list[str], extra: Iterable[str], pairs: int) -> list[float]:
-        """Logits of the first 1 + 2 * ``pairs`` heads (escalate; page, emergency; other, kinds...)."""
+    def read(self, words: list[str], extra: Iterable[str]) -> tuple[set[int], set[int], set[int]]:
+        """The features of a text, one set per block (char n-grams, word n-grams, rule tokens).
+
+        The triage engine reads them once and hands them to :meth:`escalate_p` and :meth:`scores`,
+        which would otherwise each find them again for the same text.
+        """
         chars, found = self.features(words)
         get = self.rule.index.get
-        rules = {i for i in map(get, extra) if i is not None}
+        return chars, found, {i for i in map(get, extra) if i is not None}
+
+    def _logits(self, words: list[str], extra: Iterable[str], pairs: int,
+                feats: tuple[set[int], set[int], set[int]] | None = None) -> list[float]:
+        """Logits of the first 1 + 2 * ``pairs`` heads (escalate; page, emergency; other, kinds...).
+
+        ``feats``: :meth:`read`'s features of these same words and extra tokens, when known.
+        """
+        chars, found, rules = self.read(words, extra) if feats is None else feats
         count = min(1 + 2 * pairs, len(self.heads))
         out = list(self.intercepts[:count])
         for block, feats in ((self.char, chars), (self.word, found), (self.rule, rules)):
@@ -320,18 +332,24 @@ class TriageModel:
         a, c = self.calibration.get(head, (1.0, 0.0))
         return sigmoid(a * logit + c)
 
-    def escalate_p(self, tokens: Iterable[str], extra: Iterable[str] = ()) -> float:
-        """Probability that a text needs a human at all (the cheap first question)."""
-        return self._calibrated("escalate", self._logits(model_words(tokens), extra, pairs=0)[0])
+    def escalate_p(self, tokens: Iterable[str], extra: Iterable[str] = (),
+                   feats: tuple[set[int], set[int], set[int]] | None = None) -> float:
+        """Probability that a text needs a human at all (the cheap first question).
 
-    def scores(self, tokens: Iterable[str], extra: Iterable[str] = (), detail: bool = True) -> Scores:
+        ``feats``: :meth:`read`'s features of the same text, when the caller already has them.
+        """
+        return self._calibrated("escalate", self._logits(model_words(tokens), extra, pairs=0, feats=feats)[0])
+
+    def scores(self, tokens: Iterable[str], extra: Iterable[str] = (), detail: bool = True,
+               feats: tuple[set[int], set[int], set[int]] | None = None) -> Scores:
         """The heads' probabilities for a tokenised text and the rules' reading of it.
 
         Without ``detail`` only escalate, page and emergency are computed (``other`` is 0 and
         ``kind`` None): that is all the engine needs unless the model ends up setting the tier.
+        ``feats``: :meth:`read`'s features of the same text, when the caller already has them.
         """
         words = model_words(tokens)
-        logits = self._logits(words, extra, pairs=len(self.heads) if detail else 1)
+        logits = self._logits(words, extra, pairs=len(self.heads) if detail else 1, feats=feats)
         if not detail:
             return Scores(*(self._calibrated(h, z) for h, z in zip(BINARY_HEADS[:3], logits)), 0.0, None, 0.0,
                           len(words))

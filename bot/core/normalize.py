@@ -19,6 +19,8 @@ _REPEATS = re.compile(r"(.)\1+")
 
 def strip_accents(text: str) -> str:
     """Remove combining marks so 'Síntomas' and 'sintomas' compare equal."""
+    if text.isascii():
+        return text  # NFKD leaves ASCII as it is and it has no combining marks
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 

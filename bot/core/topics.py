@@ -74,7 +74,8 @@ class TopicModel:
         for k, (index, ranges, packed) in enumerate(self._blocks):
             feats = self._chars.of(words) if k == 0 else word_grams(index, words, ranges)
             if feats:
-                total = packed[np.fromiter(feats, dtype=np.intp, count=len(feats))].sum(axis=0)
+                # take() gathers the same rows as fancy indexing, with less overhead.
+                total = packed.take(np.fromiter(feats, dtype=np.intp, count=len(feats)), axis=0).sum(axis=0)
                 logits += total[1:] / math.sqrt(total[0])
         asks = 1.0 / (1.0 + math.exp(-float(logits[-1])))
         topics = logits[:-1] - logits[:-1].max()

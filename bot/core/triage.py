@@ -48,7 +48,7 @@ from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
 from bot.core.phrases import Found, PhraseIndex, load_real_words
 from bot.core.model import Scores, TriageModel
-from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, rank
+from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, rank
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Triage:
     @property
     def pages(self) -> bool:
         """Emergency and urgent page staff at once."""
-        return self.severity is not None and Tier(self.severity).pages
+        return self.severity is not None and pages(self.severity)
 
     @property
     def about_other(self) -> bool:
@@ -355,16 +355,20 @@ class Triager:
         words = [t for t in tokens if t not in MARKS]
         model = self.model
         th = model.thresholds
-        if not hits and (len(words) < model.min_words or model.escalate_p(words, extra) < th["escalate"]):
-            return ROUTINE  # the common case: one cheap head says nothing to do
+        if not hits and len(words) < model.min_words:
+            return ROUTINE
         if hits and hits[0].severity == Tier.EMERGENCY and not any(h.weak for h in hits):
             return combine(hits, None, th, model.min_words)  # a floor at the top tier: nothing to add
+        # The text's features, read once for every head asked below.
+        feats = model.read(words, extra)
+        if not hits and model.escalate_p(words, extra, feats) < th["escalate"]:
+            return ROUTINE  # the common case: one cheap head says nothing to do
 
         def local(window: tuple[str, ...]) -> Scores:
             return model.scores(window, self.read(list(window))[1], detail=False)
 
-        return combine(hits, model.scores(words, extra, detail=False), th, model.min_words, local,
-                       lambda: model.scores(words, extra))
+        return combine(hits, model.scores(words, extra, detail=False, feats=feats), th, model.min_words, local,
+                       lambda: model.scores(words, extra, feats=feats))
 
     def triage(self, text: str) -> Triage:
         """Triage one raw text; any internal failure escalates rather than passes."""
@@ -454,8 +458,10 @@ def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]
 
 def _strength(hit: Hit) -> tuple[int, int, int]:
     """Sort key: most severe first, then the most immediate kind, then the rule written first."""
-    kind = KIND_PRIORITY.index(hit.kind) if hit.kind in KIND_PRIORITY else len(KIND_PRIORITY)
-    return -rank(hit.severity), kind, hit.order
+    return -rank(hit.severity), _KIND_ORDER.get(hit.kind, len(KIND_PRIORITY)), hit.order
+
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(KIND_PRIORITY)}  # KIND_PRIORITY.index, as a dict
 
 
 def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float], min_words: int,
@@ -477,13 +483,13 @@ def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float]
                     overruled.append(hit)
                     continue
                 hit = replace(hit, severity=Tier.REVIEW)
-            if Tier(hit.severity).pages and view.page < thresholds["page"]:
+            if pages(hit.severity) and view.page < thresholds["page"]:
                 hit = replace(hit, severity=Tier.REVIEW, lowered_by="model")
         kept.append(hit)
     kept.sort(key=_strength)
     rule_tier = kept[0].severity if kept else None
     model_tier = scores.tier(thresholds) if judged else None
-    if model_tier is not None and Tier(model_tier).pages and scores.words < PAGE_MIN_WORDS:
+    if model_tier is not None and pages(model_tier) and scores.words < PAGE_MIN_WORDS:
         model_tier = Tier.REVIEW
     if model_tier is not None and rank(model_tier) > rank(rule_tier):
         if scores.kind is None and detail is not None:
