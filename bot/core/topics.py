@@ -110,9 +110,9 @@ class TopicMatcher:
         index = self._index[language]
         strong: dict[str, set[int]] = {}
         weak: dict[str, set[int]] = {}
-        for f in index.find(index.tokens(text) if tokens is None else tokens):
-            bucket = weak if f.label.endswith(WEAK) else strong
-            bucket.setdefault(f.label.rstrip(WEAK), set()).update(range(f.start, f.end))
+        for label, start, end, _ in index.matches(index.tokens(text) if tokens is None else tokens):
+            bucket = weak if label.endswith(WEAK) else strong
+            bucket.setdefault(label.rstrip(WEAK), set()).update(range(start, end))
         out = {tid: float(len(pos)) for tid, pos in strong.items()}
         for tid, pos in weak.items():
             out[tid] = out.get(tid, 0.0) + 0.5 * len(pos - strong.get(tid, set()))

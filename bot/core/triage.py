@@ -179,11 +179,10 @@ class Triager:
         Positions matched only through a typo correction are added to ``fuzzy`` when given.
         """
         occ: dict[str, list[tuple[int, int]]] = {}
-        found = self.index.find(tokens)
-        for f in found:
-            occ.setdefault(f.label, []).append((f.start, f.end))
-            if f.fuzzy and fuzzy is not None:
-                fuzzy.update(i for i in range(f.start, f.end) if self.index.resolve(tokens[i])[1])
+        for label, start, end, fuzzy_match in self.index.matches(tokens):
+            occ.setdefault(label, []).append((start, end))
+            if fuzzy_match and fuzzy is not None:
+                fuzzy.update(i for i in range(start, end) if self.index.resolve(tokens[i])[1])
         units = {s for s, _ in occ.get(UNIT, ())}
         # Only digit tokens matter below; most texts have none, so skip the scan then.
         for i, tok in (enumerate(tokens) if any(map(str.isdigit, tokens)) else ()):
