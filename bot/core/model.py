@@ -143,20 +143,37 @@ class CharGrams:
 
     def of(self, words: list[str]) -> set[int]:
         """The vocabulary n-grams of a text (binary: each counted once)."""
-        return set().union(*map(self.of_word, words)) if words else set()
+        if not words:
+            return set()
+        # The per-word cache is read inline (of_word's call costs more than the lookup; an empty
+        # frozenset is falsy and goes through of_word, which answers it from the cache all the same).
+        cached = self._cache.get
+        of_word = self.of_word
+        return set().union(*[cached(w) or of_word(w) for w in words])
 
 
 def word_grams(index: Mapping[str, int], words: list[str], ngram_range: tuple[int, int]) -> set[int]:
     """Indices of the vocabulary word n-grams in a token list."""
     get = index.get
     lo, hi = ngram_range
-    found = set()
+    found: set[int] = set()
+    # The n-grams are looked up in the same order as one loop over n and i would (unigrams, then
+    # bigrams...), so the set is built by the same insertions and iterates in the same order
+    # (the model's sums run over it in that order: the same order gives bit-identical scores).
     for n in range(lo, hi + 1):
-        for i in range(len(words) - n + 1):
-            j = get(words[i] if n == 1 else " ".join(words[i:i + n]))
-            if j is not None:
-                found.add(j)
+        if n == 1:
+            grams = words
+        elif n == 2:
+            grams = map(_bigram, words, words[1:])
+        else:
+            grams = [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+        found.update([j for j in map(get, grams) if j is not None])
     return found
+
+
+def _bigram(a: str, b: str) -> str:
+    """``" ".join((a, b))``, cheaper for two words."""
+    return a + " " + b
 
 
 _LOADED: OrderedDict[tuple[type, bytes], object] = OrderedDict()
