@@ -160,8 +160,11 @@ class Triager:
                                  emoji=content.emoji, replace=content.replace)
         self._by_anchor = self._anchor(self.rules)
         self._idioms_by_anchor = self._anchor(self.idioms)
-        # What each rule needs before it can match (see _possible), keyed by the rule object.
-        self._needs = {id(rule): _needs(rule) for rule in (*self.rules, *self.idioms)}
+        # The same lists, each rule with the labels it needs before it can match (see _needs).
+        self._rules_needing = {label: [(rule, *_needs(rule)) for rule in rules]
+                               for label, rules in self._by_anchor.items()}
+        self._idioms_needing = {label: [(rule, *_needs(rule)) for rule in rules]
+                                for label, rules in self._idioms_by_anchor.items()}
         self.number_min = content.number_min
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
 
@@ -310,12 +313,16 @@ class Triager:
         occ = self.labels(tokens, fuzzy)
         n_words = len(tokens) - tokens.count(BOUNDARY)
         present = occ.keys()
-        needs = self._needs
         masks = []
         idioms = set()
-        for label in list(occ):
-            for idiom in self._idioms_by_anchor.get(label, ()):
-                if not _possible(needs[id(idiom)], present):
+        labels = list(occ)
+        idioms_needing = self._idioms_needing
+        for label in labels:
+            for idiom, single, several in idioms_needing.get(label, ()):
+                # Every slot needs a label in the text: a cheap set test before _match, which would
+                # return None exactly when it fails (each label in occ has a span). Most candidates
+                # stop here; it is written out inline because a call per candidate shows.
+                if not (single <= present and all(not present.isdisjoint(s) for s in several)):
                     continue
                 found = self._match(idiom, occ, n_words)
                 if found:
@@ -323,9 +330,10 @@ class Triager:
                     idioms.add(idiom.id)
         hits: list[Hit] = []
         seen: set[str] = set()
-        for label in list(occ):
-            for rule in self._by_anchor.get(label, ()):
-                if rule.id in seen or not _possible(needs[id(rule)], present):
+        rules_needing = self._rules_needing
+        for label in labels:
+            for rule, single, several in rules_needing.get(label, ()):
+                if rule.id in seen or not (single <= present and all(not present.isdisjoint(s) for s in several)):
                     continue
                 found = self._match(rule, occ, n_words)
                 if not found:
@@ -424,20 +432,10 @@ def _sentence(tokens: list[str], span: tuple[int, int]) -> tuple[str, ...]:
 
 def _needs(rule: Rule) -> tuple[frozenset[str], tuple[frozenset[str], ...]]:
     """The labels a rule cannot match without: every one-label slot's label, and for each slot
-    of several labels the set of which at least one must occur."""
+    of several labels the set of which at least one must occur (:meth:`Triager.read` tests them)."""
     single = frozenset(slot[0] for slot in rule.slots if len(slot) == 1)
     several = tuple(frozenset(slot) for slot in rule.slots if len(slot) > 1)
     return single, several
-
-
-def _possible(need: tuple[frozenset[str], tuple[frozenset[str], ...]], present) -> bool:
-    """Whether every slot of a rule has a label in the text (``present``: the labels found).
-
-    A cheap set test before :meth:`Triager._match`, which returns None exactly when it fails
-    (every label in ``occ`` has at least one span); most rules tried fail here.
-    """
-    single, several = need
-    return single <= present and all(not present.isdisjoint(s) for s in several)
 
 
 def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]:
