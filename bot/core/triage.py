@@ -312,7 +312,7 @@ class Triager:
         fuzzy: set[int] = set()
         occ = self.labels(tokens, fuzzy)
         n_words = len(tokens) - tokens.count(BOUNDARY)
-        present = occ.keys()
+        present = set(occ)  # a set: frozenset <= set is a direct test (against dict keys it is not)
         masks = []
         idioms = set()
         labels = list(occ)
@@ -322,7 +322,7 @@ class Triager:
                 # Every slot needs a label in the text: a cheap set test before _match, which would
                 # return None exactly when it fails (each label in occ has a span). Most candidates
                 # stop here; it is written out inline because a call per candidate shows.
-                if not (single <= present and all(not present.isdisjoint(s) for s in several)):
+                if not (single <= present and (several is None or all(not present.isdisjoint(s) for s in several))):
                     continue
                 found = self._match(idiom, occ, n_words)
                 if found:
@@ -333,7 +333,8 @@ class Triager:
         rules_needing = self._rules_needing
         for label in labels:
             for rule, single, several in rules_needing.get(label, ()):
-                if rule.id in seen or not (single <= present and all(not present.isdisjoint(s) for s in several)):
+                if rule.id in seen or not (
+                        single <= present and (several is None or all(not present.isdisjoint(s) for s in several))):
                     continue
                 found = self._match(rule, occ, n_words)
                 if not found:
@@ -430,12 +431,13 @@ def _sentence(tokens: list[str], span: tuple[int, int]) -> tuple[str, ...]:
     return tuple(t for t in tokens[lo:hi] if t != BOUNDARY)
 
 
-def _needs(rule: Rule) -> tuple[frozenset[str], tuple[frozenset[str], ...]]:
+def _needs(rule: Rule) -> tuple[frozenset[str], tuple[frozenset[str], ...] | None]:
     """The labels a rule cannot match without: every one-label slot's label, and for each slot
-    of several labels the set of which at least one must occur (:meth:`Triager.read` tests them)."""
+    of several labels the set of which at least one must occur (None when no slot has several:
+    the common case, tested without setting up a loop). :meth:`Triager.read` tests them."""
     single = frozenset(slot[0] for slot in rule.slots if len(slot) == 1)
     several = tuple(frozenset(slot) for slot in rule.slots if len(slot) > 1)
-    return single, several
+    return single, several or None
 
 
 def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]:
