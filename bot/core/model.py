@@ -164,16 +164,11 @@ def word_grams(index: Mapping[str, int], words: list[str], ngram_range: tuple[in
         if n == 1:
             grams = words
         elif n == 2:
-            grams = map(_bigram, words, words[1:])
+            grams = map(" ".join, zip(words, words[1:]))
         else:
             grams = [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
         found.update([j for j in map(get, grams) if j is not None])
     return found
-
-
-def _bigram(a: str, b: str) -> str:
-    """``" ".join((a, b))``, cheaper for two words."""
-    return a + " " + b
 
 
 _LOADED: OrderedDict[tuple[type, bytes], object] = OrderedDict()
