@@ -143,19 +143,31 @@ class CharGrams:
 
     def of(self, words: list[str]) -> set[int]:
         """The vocabulary n-grams of a text (binary: each counted once)."""
-        return set().union(*map(self.of_word, words)) if words else set()
+        if not words:
+            return set()
+        # The per-word cache is read inline (of_word's call costs more than the lookup; an empty
+        # frozenset is falsy and goes through of_word, which answers it from the cache all the same).
+        cached = self._cache.get
+        of_word = self.of_word
+        return set().union(*[cached(w) or of_word(w) for w in words])
 
 
 def word_grams(index: Mapping[str, int], words: list[str], ngram_range: tuple[int, int]) -> set[int]:
     """Indices of the vocabulary word n-grams in a token list."""
     get = index.get
     lo, hi = ngram_range
-    found = set()
+    found: set[int] = set()
+    # The n-grams are looked up in the same order as one loop over n and i would (unigrams, then
+    # bigrams...), so the set is built by the same insertions and iterates in the same order
+    # (the model's sums run over it in that order: the same order gives bit-identical scores).
     for n in range(lo, hi + 1):
-        for i in range(len(words) - n + 1):
-            j = get(words[i] if n == 1 else " ".join(words[i:i + n]))
-            if j is not None:
-                found.add(j)
+        if n == 1:
+            grams = words
+        elif n == 2:
+            grams = map(" ".join, zip(words, words[1:]))
+        else:
+            grams = [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+        found.update([j for j in map(get, grams) if j is not None])
     return found
 
 
@@ -302,11 +314,23 @@ class TriageModel:
 
     # -- scoring ----------------------------------------------------------------------------
 
-    def _logits(self, words: list[str], extra: Iterable[str], pairs: int) -> list[float]:
-        """Logits of the first 1 + 2 * ``pairs`` heads (escalate; page, emergency; other, kinds...)."""
+    def read(self, words: list[str], extra: Iterable[str]) -> tuple[set[int], set[int], set[int]]:
+        """The features of a text, one set per block (char n-grams, word n-grams, rule tokens).
+
+        The triage engine reads them once and hands them to :meth:`escalate_p` and :meth:`scores`,
+        which would otherwise each find them again for the same text.
+        """
         chars, found = self.features(words)
         get = self.rule.index.get
-        rules = {i for i in map(get, extra) if i is not None}
+        return chars, found, {i for i in map(get, extra) if i is not None}
+
+    def _logits(self, words: list[str], extra: Iterable[str], pairs: int,
+                feats: tuple[set[int], set[int], set[int]] | None = None) -> list[float]:
+        """Logits of the first 1 + 2 * ``pairs`` heads (escalate; page, emergency; other, kinds...).
+
+        ``feats``: :meth:`read`'s features of these same words and extra tokens, when known.
+        """
+        chars, found, rules = self.read(words, extra) if feats is None else feats
         count = min(1 + 2 * pairs, len(self.heads))
         out = list(self.intercepts[:count])
         for block, feats in ((self.char, chars), (self.word, found), (self.rule, rules)):
@@ -320,18 +344,24 @@ class TriageModel:
         a, c = self.calibration.get(head, (1.0, 0.0))
         return sigmoid(a * logit + c)
 
-    def escalate_p(self, tokens: Iterable[str], extra: Iterable[str] = ()) -> float:
-        """Probability that a text needs a human at all (the cheap first question)."""
-        return self._calibrated("escalate", self._logits(model_words(tokens), extra, pairs=0)[0])
+    def escalate_p(self, tokens: Iterable[str], extra: Iterable[str] = (),
+                   feats: tuple[set[int], set[int], set[int]] | None = None) -> float:
+        """Probability that a text needs a human at all (the cheap first question).
 
-    def scores(self, tokens: Iterable[str], extra: Iterable[str] = (), detail: bool = True) -> Scores:
+        ``feats``: :meth:`read`'s features of the same text, when the caller already has them.
+        """
+        return self._calibrated("escalate", self._logits(model_words(tokens), extra, pairs=0, feats=feats)[0])
+
+    def scores(self, tokens: Iterable[str], extra: Iterable[str] = (), detail: bool = True,
+               feats: tuple[set[int], set[int], set[int]] | None = None) -> Scores:
         """The heads' probabilities for a tokenised text and the rules' reading of it.
 
         Without ``detail`` only escalate, page and emergency are computed (``other`` is 0 and
         ``kind`` None): that is all the engine needs unless the model ends up setting the tier.
+        ``feats``: :meth:`read`'s features of the same text, when the caller already has them.
         """
         words = model_words(tokens)
-        logits = self._logits(words, extra, pairs=len(self.heads) if detail else 1)
+        logits = self._logits(words, extra, pairs=len(self.heads) if detail else 1, feats=feats)
         if not detail:
             return Scores(*(self._calibrated(h, z) for h, z in zip(BINARY_HEADS[:3], logits)), 0.0, None, 0.0,
                           len(words))

@@ -19,6 +19,8 @@ _REPEATS = re.compile(r"(.)\1+")
 
 def strip_accents(text: str) -> str:
     """Remove combining marks so 'Síntomas' and 'sintomas' compare equal."""
+    if text.isascii():
+        return text  # NFKD leaves ASCII as it is and it has no combining marks
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -58,6 +60,9 @@ def tokenize(folded: str) -> list[str]:
     """Split folded text into word tokens, sentence-boundary and clause-break tokens."""
     tokens: list[str] = []
     for raw in _TOKEN.findall(folded):
+        if raw.isalpha():  # the common case first (tokens are ASCII: a word is never a mark)
+            tokens.append(raw)
+            continue
         if raw[0] in ".!?\n":
             if tokens and tokens[-1] == CLAUSE:
                 tokens[-1] = BOUNDARY
@@ -68,7 +73,7 @@ def tokenize(folded: str) -> list[str]:
             if tokens and tokens[-1] not in MARKS:
                 tokens.append(CLAUSE)
             continue
-        if raw.isdigit() or raw.isalpha():
+        if raw.isdigit():
             tokens.append(raw)
             continue
         unit = _NUM_UNIT.match(raw)

@@ -8,6 +8,7 @@ GSM7_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENDED = set("^{}\\[~]|€\f")
+_GSM7 = frozenset(GSM7_BASIC | GSM7_EXTENDED)  # either table: one C-level subset test per text
 
 MAX_SEGMENTS = 3
 MAX_CHARS_EN = 320  # Twilio's recommendation; also keeps English under 3 GSM-7 segments
@@ -15,7 +16,7 @@ MAX_CHARS_EN = 320  # Twilio's recommendation; also keeps English under 3 GSM-7 
 
 def is_gsm7(text: str) -> bool:
     """True when every character fits the GSM-7 alphabet (so the SMS is not UCS-2)."""
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text)
+    return _GSM7.issuperset(text)
 
 
 def non_gsm7(text: str) -> list[str]:
@@ -26,7 +27,8 @@ def non_gsm7(text: str) -> list[str]:
 def segments(text: str) -> int:
     """How many SMS segments Twilio will bill for this body."""
     if is_gsm7(text):
-        units = sum(2 if ch in GSM7_EXTENDED else 1 for ch in text)
+        # One unit a character, two for each from the extension table (counted per table character).
+        units = len(text) + sum(map(text.count, GSM7_EXTENDED))
         single, multi = 160, 153
     else:
         units = len(text.encode("utf-16-le")) // 2

@@ -35,7 +35,20 @@ PAGING_TIERS: tuple[Tier, ...] = (Tier.EMERGENCY, Tier.URGENT)
 
 def rank(tier: str | None) -> int:
     """A tier's rank; routine (None) is 0."""
-    return Tier(tier).rank if tier else 0
+    # A dict lookup first: triage ranks tiers many times a message and Tier(...) is slow.
+    # An unknown tier falls through to Tier(tier), which raises as before.
+    r = _RANKS.get(tier)
+    return r if r is not None else Tier(tier).rank if tier else 0
+
+
+def pages(tier: str) -> bool:
+    """Whether a tier pages staff (``Tier(tier).pages``, without building the enum)."""
+    r = _RANKS.get(tier)
+    return r >= _PAGE_RANK if r is not None else Tier(tier).pages
+
+
+_RANKS: dict[str, int] = {t: t.rank for t in TIERS}
+_PAGE_RANK = min(t.rank for t in PAGING_TIERS)
 
 
 class CrisisKind(StrEnum):

@@ -48,7 +48,7 @@ from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
 from bot.core.phrases import Found, PhraseIndex, load_real_words
 from bot.core.model import Scores, TriageModel
-from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, rank
+from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, rank
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Triage:
     @property
     def pages(self) -> bool:
         """Emergency and urgent page staff at once."""
-        return self.severity is not None and Tier(self.severity).pages
+        return self.severity is not None and pages(self.severity)
 
     @property
     def about_other(self) -> bool:
@@ -160,6 +160,11 @@ class Triager:
                                  emoji=content.emoji, replace=content.replace)
         self._by_anchor = self._anchor(self.rules)
         self._idioms_by_anchor = self._anchor(self.idioms)
+        # The same lists, each rule with the labels it needs before it can match (see _needs).
+        self._rules_needing = {label: [(rule, *_needs(rule)) for rule in rules]
+                               for label, rules in self._by_anchor.items()}
+        self._idioms_needing = {label: [(rule, *_needs(rule)) for rule in rules]
+                                for label, rules in self._idioms_by_anchor.items()}
         self.number_min = content.number_min
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
 
@@ -177,13 +182,13 @@ class Triager:
         Positions matched only through a typo correction are added to ``fuzzy`` when given.
         """
         occ: dict[str, list[tuple[int, int]]] = {}
-        found = self.index.find(tokens)
-        for f in found:
-            occ.setdefault(f.label, []).append((f.start, f.end))
-            if f.fuzzy and fuzzy is not None:
-                fuzzy.update(i for i in range(f.start, f.end) if self.index.resolve(tokens[i])[1])
+        for label, start, end, fuzzy_match in self.index.matches(tokens):
+            occ.setdefault(label, []).append((start, end))
+            if fuzzy_match and fuzzy is not None:
+                fuzzy.update(i for i in range(start, end) if self.index.resolve(tokens[i])[1])
         units = {s for s, _ in occ.get(UNIT, ())}
-        for i, tok in enumerate(tokens):
+        # Only digit tokens matter below; most texts have none, so skip the scan then.
+        for i, tok in (enumerate(tokens) if any(map(str.isdigit, tokens)) else ()):
             if not tok.isdigit():
                 continue
             value = int(tok)
@@ -306,20 +311,30 @@ class Triager:
         tokens, clauses = _without_clause_marks(tokens)
         fuzzy: set[int] = set()
         occ = self.labels(tokens, fuzzy)
-        n_words = sum(1 for t in tokens if t != BOUNDARY)
+        n_words = len(tokens) - tokens.count(BOUNDARY)
+        present = set(occ)  # a set: frozenset <= set is a direct test (against dict keys it is not)
         masks = []
         idioms = set()
-        for label in list(occ):
-            for idiom in self._idioms_by_anchor.get(label, ()):
+        labels = list(occ)
+        idioms_needing = self._idioms_needing
+        for label in labels:
+            for idiom, single, several in idioms_needing.get(label, ()):
+                # Every slot needs a label in the text: a cheap set test before _match, which would
+                # return None exactly when it fails (each label in occ has a span). Most candidates
+                # stop here; it is written out inline because a call per candidate shows.
+                if not (single <= present and (several is None or all(not present.isdisjoint(s) for s in several))):
+                    continue
                 found = self._match(idiom, occ, n_words)
                 if found:
                     masks.append(found[0])
                     idioms.add(idiom.id)
         hits: list[Hit] = []
         seen: set[str] = set()
-        for label in list(occ):
-            for rule in self._by_anchor.get(label, ()):
-                if rule.id in seen:
+        rules_needing = self._rules_needing
+        for label in labels:
+            for rule, single, several in rules_needing.get(label, ()):
+                if rule.id in seen or not (
+                        single <= present and (several is None or all(not present.isdisjoint(s) for s in several))):
                     continue
                 found = self._match(rule, occ, n_words)
                 if not found:
@@ -348,16 +363,20 @@ class Triager:
         words = [t for t in tokens if t not in MARKS]
         model = self.model
         th = model.thresholds
-        if not hits and (len(words) < model.min_words or model.escalate_p(words, extra) < th["escalate"]):
-            return ROUTINE  # the common case: one cheap head says nothing to do
+        if not hits and len(words) < model.min_words:
+            return ROUTINE
         if hits and hits[0].severity == Tier.EMERGENCY and not any(h.weak for h in hits):
             return combine(hits, None, th, model.min_words)  # a floor at the top tier: nothing to add
+        # The text's features, read once for every head asked below.
+        feats = model.read(words, extra)
+        if not hits and model.escalate_p(words, extra, feats) < th["escalate"]:
+            return ROUTINE  # the common case: one cheap head says nothing to do
 
         def local(window: tuple[str, ...]) -> Scores:
             return model.scores(window, self.read(list(window))[1], detail=False)
 
-        return combine(hits, model.scores(words, extra, detail=False), th, model.min_words, local,
-                       lambda: model.scores(words, extra))
+        return combine(hits, model.scores(words, extra, detail=False, feats=feats), th, model.min_words, local,
+                       lambda: model.scores(words, extra, feats=feats))
 
     def triage(self, text: str) -> Triage:
         """Triage one raw text; any internal failure escalates rather than passes."""
@@ -412,6 +431,15 @@ def _sentence(tokens: list[str], span: tuple[int, int]) -> tuple[str, ...]:
     return tuple(t for t in tokens[lo:hi] if t != BOUNDARY)
 
 
+def _needs(rule: Rule) -> tuple[frozenset[str], tuple[frozenset[str], ...] | None]:
+    """The labels a rule cannot match without: every one-label slot's label, and for each slot
+    of several labels the set of which at least one must occur (None when no slot has several:
+    the common case, tested without setting up a loop). :meth:`Triager.read` tests them."""
+    single = frozenset(slot[0] for slot in rule.slots if len(slot) == 1)
+    several = tuple(frozenset(slot) for slot in rule.slots if len(slot) > 1)
+    return single, several or None
+
+
 def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]:
     """The tokens without clause marks (rules count gaps in words), and where each mark was:
     the position of the token that followed it."""
@@ -429,8 +457,10 @@ def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]
 
 def _strength(hit: Hit) -> tuple[int, int, int]:
     """Sort key: most severe first, then the most immediate kind, then the rule written first."""
-    kind = KIND_PRIORITY.index(hit.kind) if hit.kind in KIND_PRIORITY else len(KIND_PRIORITY)
-    return -rank(hit.severity), kind, hit.order
+    return -rank(hit.severity), _KIND_ORDER.get(hit.kind, len(KIND_PRIORITY)), hit.order
+
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(KIND_PRIORITY)}  # KIND_PRIORITY.index, as a dict
 
 
 def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float], min_words: int,
@@ -452,13 +482,13 @@ def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float]
                     overruled.append(hit)
                     continue
                 hit = replace(hit, severity=Tier.REVIEW)
-            if Tier(hit.severity).pages and view.page < thresholds["page"]:
+            if pages(hit.severity) and view.page < thresholds["page"]:
                 hit = replace(hit, severity=Tier.REVIEW, lowered_by="model")
         kept.append(hit)
     kept.sort(key=_strength)
     rule_tier = kept[0].severity if kept else None
     model_tier = scores.tier(thresholds) if judged else None
-    if model_tier is not None and Tier(model_tier).pages and scores.words < PAGE_MIN_WORDS:
+    if model_tier is not None and pages(model_tier) and scores.words < PAGE_MIN_WORDS:
         model_tier = Tier.REVIEW
     if model_tier is not None and rank(model_tier) > rank(rule_tier):
         if scores.kind is None and detail is not None:
