@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.corpus import Example, read, read_dir, real_examples
+from bot.core.corpus import Example, read, read_dir, real_examples, tally
 
 CORPUS = Path(__file__).parent / "corpus"
 LABELS = Path(__file__).parent / "labels" / "real.tsv"
@@ -38,16 +38,7 @@ TARGETS = {
 
 def measure(bot, examples: list[Example]) -> dict[str, float]:
     """Escalated / paged shares per label group, and false escalations and pages."""
-    n: Counter = Counter()
-    for ex in examples:
-        v = bot.triager.triage(ex.text)
-        group = "crisis" if ex.crisis else ex.label
-        n[group] += 1
-        n[f"{group}_escalated"] += v.escalate
-        n[f"{group}_paged"] += v.pages
-        if ex.crisis and ex.kind == "overdose":
-            n["overdose"] += 1
-            n["overdose_escalated"] += v.escalate
+    n = tally(bot.triager.triage, examples)
     out = {"n": len(examples)}
     for group in ("crisis", "review", "routine", "overdose"):
         if n[group]:

@@ -172,7 +172,7 @@ def test_explain_names_the_words_that_pushed_toward_a_crisis(bot):
     assert {h["rule"] for h in out["rules"]}
 
 
-def test_the_triage_report_counts_each_group_and_formats_a_row():
+def test_the_triage_report_counts_each_group_and_formats_a_row():  # tools/triage_report.py
     sys.path.insert(0, str(REPO / "tools"))
     import triage_report
     from bot.core.corpus import Example
@@ -180,7 +180,8 @@ def test_the_triage_report_counts_each_group_and_formats_a_row():
     examples = [Example("emergency", "i took 30 of my valium and now i cant stay awake", "t", 1, lang="en"),
                 Example("review", "some days i wonder whats the point", "t", 2, lang="en"),
                 Example("routine", "what are your hours on saturday", "t", 3, lang="en")]
-    n = triage_report.tally(get_bot(str(DEFAULT_REPLIES_DIR)), examples)
+    from bot.core.corpus import tally
+    n = tally(get_bot(str(DEFAULT_REPLIES_DIR)).triager.triage, examples)
     assert (n["crisis"], n["crisis_escalated"], n["crisis_paged"]) == (1, 1, 1)
     assert (n["routine"], n["routine_escalated"], n["routine_paged"]) == (1, 0, 0)
     assert n["review"] == 1

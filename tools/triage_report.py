@@ -11,33 +11,21 @@ totals only: every run of this is a look at them, so it is not a tuning tool.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from bot.config import DEFAULT_REPLIES_DIR
-from bot.core.corpus import Example, read_dir, real_examples
+from bot.core.corpus import Example, read_dir, real_examples, tally
 from bot.core.engine import get_bot
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-
-
-def tally(bot, examples: list[Example]) -> Counter:
-    """Counts per group: crisis / review / routine lines, how many escalated and paged."""
-    n: Counter = Counter()
-    for ex in examples:
-        v = bot.triager.triage(ex.text)
-        group = "crisis" if ex.crisis else ex.label
-        n[group] += 1
-        n[f"{group}_escalated"] += v.escalate
-        n[f"{group}_paged"] += v.pages
-    return n
 
 
 def _share(k: int, n: int) -> str:
     return f"{k}/{n} ({100 * k / n:.1f}%)" if n else ""
 
 
-def row(name: str, lang: str, n: Counter) -> str:
+def row(name: str, lang: str, n) -> str:
+    """One markdown row from :func:`bot.core.corpus.tally`'s counts."""
     return (f"| {name} | {lang} | {n['crisis'] + n['review'] + n['routine']} | "
             f"{_share(n['crisis_escalated'], n['crisis'])} | {_share(n['crisis_paged'], n['crisis'])} | "
             f"{_share(n['routine_escalated'], n['routine'])} | {_share(n['routine_paged'], n['routine'])} |")
@@ -60,9 +48,9 @@ def main() -> None:
     for name, examples in corpora():
         langs = sorted({ex.lang or "en" for ex in examples})
         for lang in langs:
-            print(row(name, lang, tally(bot, [ex for ex in examples if (ex.lang or "en") == lang])))
+            print(row(name, lang, tally(bot.triager.triage, [ex for ex in examples if (ex.lang or "en") == lang])))
         if len(langs) > 1:
-            print(row(name, "all", tally(bot, examples)))
+            print(row(name, "all", tally(bot.triager.triage, examples)))
 
 
 if __name__ == "__main__":

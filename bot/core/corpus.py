@@ -12,6 +12,7 @@ Three formats:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,3 +133,20 @@ def real_examples(labels_path: Path | str, data_dir: Path | str = DATA_DIR) -> l
         out.append(Example(row["tier"], texts[row["id"]], row["source"], n, kind=row["kind"], about=row["about"],
                            id=row["id"], fold=row["fold"]))
     return out
+
+
+def tally(triage, examples: list[Example]) -> Counter:
+    """How a triage function (``Triager.triage``) reads labelled texts: per group (crisis =
+    emergency + urgent lines, review, routine) how many there are, escalated and paged; and of the
+    overdose crises, how many escalated."""
+    n: Counter = Counter()
+    for ex in examples:
+        v = triage(ex.text)
+        group = "crisis" if ex.crisis else ex.label
+        n[group] += 1
+        n[f"{group}_escalated"] += v.escalate
+        n[f"{group}_paged"] += v.pages
+        if ex.crisis and ex.kind == "overdose":
+            n["overdose"] += 1
+            n["overdose_escalated"] += v.escalate
+    return n
