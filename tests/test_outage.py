@@ -357,3 +357,35 @@ def test_chat_limits_hold_while_the_database_is_down_but_never_for_a_crisis(faul
     crisis = say(faulty, auth, "i took 30 valium")
     assert crisis.status_code == 200 and "911" in crisis.get_json()["reply"]
     assert faulty.spool.counts().pending == 13  # refused messages are not kept, as when the database is up
+
+
+def test_waiters_for_the_sqlite_writer_mutex_give_up_at_once_while_the_breaker_refuses(tmp_path):
+    """A probe waiting on a locked database holds the process's writer mutex; the texts behind it
+    must not queue for their whole deadline (their answers would then wait twice)."""
+    from bot.store.db import Database, DeadlineExceeded, StorageUnavailable
+    db = Database(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    inside, release = threading.Event(), threading.Event()
+
+    def probe():
+        with db.deadline(10), db.write_lock:
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=probe)
+    holder.start()
+    try:
+        assert inside.wait(5)
+        db.breaker.failed(3.0, True)  # a slow failure: sessions are refused for a while
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable), db.deadline(2.5):
+            with db.write_lock:
+                pass
+        assert time.monotonic() - started < 1.0  # at once, not after the 2.5 s deadline
+        db.breaker.succeeded()  # the database answers again: waiting is bounded by the deadline as before
+        with pytest.raises(DeadlineExceeded), db.deadline(0.2):
+            with db.write_lock:
+                pass
+    finally:
+        release.set()
+        holder.join()
+        db.engine.dispose()

@@ -109,6 +109,12 @@ class Breaker:
         """Whether sessions are being refused right now."""
         return self._open_until > 0.0
 
+    def refusing(self) -> bool:
+        """Whether a session asking now would be refused (open and cooling down, or another caller
+        probing), without taking the probe slot: lets a caller skip queueing for the database."""
+        with self._lock:
+            return bool(self._open_until) and (self._probing or time.monotonic() < self._open_until)
+
     def allow(self) -> bool:
         """Whether a session may try the database now (closed, or the one probe after the cool-down)."""
         with self._lock:
@@ -185,17 +191,30 @@ class Watchdog:
 
 
 class DeadlineLock:
-    """A mutex waited on for no longer than the caller's deadline (SQLite's one writer per process)."""
+    """A mutex waited on for no longer than the caller's deadline (SQLite's one writer per process).
+
+    While the breaker refuses sessions (the database failed slowly, or one caller is probing it)
+    a waiter gives up at once instead of queueing behind the prober for its whole deadline: the
+    answer (from the core, the text in the spool) must not wait on a database known to be failing.
+    """
+
+    SLICE = 0.05  # seconds between looks at the breaker while waiting
 
     def __init__(self, db: "Database"):
         self._lock = threading.Lock()
         self._db = db
 
     def __enter__(self):
-        left = self._db.remaining()
-        if not self._lock.acquire(timeout=-1 if left is None else max(0.0, left)):
-            raise DeadlineExceeded("time ran out waiting for the SQLite writer lock")
-        return self
+        db = self._db
+        while True:
+            if db.breaker.refusing():
+                raise StorageUnavailable()
+            left = db.remaining()
+            wait = self.SLICE if left is None else max(0.0, min(self.SLICE, left))
+            if self._lock.acquire(timeout=wait):
+                return self
+            if left is not None and left <= wait:
+                raise DeadlineExceeded("time ran out waiting for the SQLite writer lock")
 
     def __exit__(self, *exc) -> None:
         self._lock.release()
