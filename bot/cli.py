@@ -256,6 +256,7 @@ def escalations(status: tuple[str, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with stable fields (see README).")
 def report(since: str, as_json: bool) -> None:
     """The numbers: texts, escalations, time to claim and to first reply, outcomes, unanswered questions."""
+    from bot.core.content import load_cached
     from bot.staff.report import build, text_lines
     from bot.store.db import Database
     from bot.store.retention import parse_age
@@ -269,7 +270,7 @@ def report(since: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(numbers, ensure_ascii=False))
         return
-    for line in text_lines(numbers):
+    for line in text_lines(numbers, load_cached(str(settings.replies_dir)).clinic_short_name):
         click.echo(line)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
+
 import pytest
 
 from bot.config import DEFAULT_REPLIES_DIR
@@ -78,3 +80,23 @@ def test_the_clinic_identity_comes_from_clinic_toml_everywhere(broken, settings)
         assert page_text(esc, None, content.clinic_short_name).startswith("Harbor Light helpline: EMERGENCY #7")
     finally:
         app.extensions["helpline"].db.engine.dispose()
+
+
+def test_no_code_names_the_clinic_or_its_number():
+    """The clinic's identity lives once, in replies/clinic.toml: no string in bot/ (docstrings aside)
+    and no template or script may name it, or a renamed clinic's pages would still say the old name."""
+    import ast
+    root = Path(__file__).resolve().parents[1] / "bot"
+    found = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docs = {id(node.body[0].value) for node in ast.walk(tree)
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        found += [f"{path.relative_to(root)}:{node.lineno}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+                  and ("Solace" in node.value or "573-1504" in node.value)]
+    for path in [*root.rglob("*.html"), *root.rglob("*.js")]:
+        text = path.read_text(encoding="utf-8")
+        found += [str(path.relative_to(root)) for word in ("Solace", "573-1504") if word in text]
+    assert found == []

@@ -132,7 +132,7 @@ def test_first_claim_and_first_reply_times_survive_release_and_transfer(db, sms)
     actions.release(db, esc.id, alice)
     actions.claim(db, esc.id, bob)
     actions.reply(db, esc.id, bob, "Bob here")
-    actions.transfer(db, esc.id, bob, alice.id, None)
+    actions.transfer(db, esc.id, bob, alice.id, None, clinic="Solace Hills")
     after = get_escalation(db, esc.id)
     assert aware(after.first_claimed_at) == first and after.first_reply_at is not None
     assert after.claimed_by_id == alice.id

@@ -210,8 +210,11 @@ def release(db: Database, escalation_id: int, staff: Staff, owner_ack: int | Non
 
 
 def transfer(db: Database, escalation_id: int, staff: Staff, to_staff_id: int, public_url: str | None,
-             owner_ack: int | None = None) -> Staff:
-    """Hand a claimed conversation to a named colleague, who is paged; returns the colleague."""
+             owner_ack: int | None = None, *, clinic: str) -> Staff:
+    """Hand a claimed conversation to a named colleague, who is paged; returns the colleague.
+
+    ``clinic``: the clinic's short name for the page (``Content.clinic_short_name``).
+    """
     from bot.staff.paging import enqueue_owner_page
     with db.session() as s:
         esc = _owned(s, escalation_id, staff, owner_ack)
@@ -224,7 +227,7 @@ def transfer(db: Database, escalation_id: int, staff: Staff, to_staff_id: int, p
         detail = _for_owner(esc, staff, f"to {to.name}")
         esc.claimed_by_id, esc.claimed_at, esc.updated_at = to.id, now, now
         if esc.spec.pages_staff:
-            enqueue_owner_page(s, esc, to, public_url, f"{staff.name} transferred", now)
+            enqueue_owner_page(s, esc, to, public_url, clinic, f"{staff.name} transferred", now)
         audit(s, staff, "transfer", esc.id, detail)
         s.flush()
         s.expunge(to)

@@ -139,7 +139,7 @@ class Dispatcher:
                 if esc.status == EscalationStatus.CLAIMED and esc.spec.pages_staff and esc.claimed_by_id:
                     owner = s.get(Staff, esc.claimed_by_id)
                     minutes = max(1, round(self.settings.claimed_crisis_seconds / 60))
-                    paging.enqueue_owner_page(s, esc, owner, self.settings.public_url,
+                    paging.enqueue_owner_page(s, esc, owner, self.settings.public_url, self.content.clinic_short_name,
                                               f"CRISIS TEXT, no staff reply in {minutes} min, in your claimed", now)
                 logger.warning("escalation %d: no staff reply to a crisis text in time: crisis reply sent, "
                                "owner paged again", esc_id)

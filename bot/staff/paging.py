@@ -35,19 +35,22 @@ def page_text(escalation: Escalation, public_url: str | None, clinic: str, now: 
             f"texter {mask(address or escalation.contact.address)}, {minutes} min ago. Claim: {link}")
 
 
-def owner_page_text(escalation: Escalation, public_url: str | None, reason: str) -> str:
-    """A page to one named staff member about their own conversation (still no texter words)."""
+def owner_page_text(escalation: Escalation, public_url: str | None, clinic: str, reason: str) -> str:
+    """A page to one named staff member about their own conversation (still no texter words).
+
+    ``clinic`` is the clinic's short name, as in :func:`page_text`.
+    """
     base = (public_url or "").rstrip("/")
     link = f"{base}/dashboard/escalations/{escalation.id}"
-    return (f"Solace Hills helpline: {reason} {escalation.severity.upper()} #{escalation.id}, "
+    return (f"{clinic} helpline: {reason} {escalation.severity.upper()} #{escalation.id}, "
             f"texter {mask(escalation.contact.address)}. Open: {link}")
 
 
-def enqueue_owner_page(s: Session, escalation: Escalation, staff: Staff, public_url: str | None, reason: str,
-                       now: datetime | None = None) -> None:
+def enqueue_owner_page(s: Session, escalation: Escalation, staff: Staff, public_url: str | None, clinic: str,
+                       reason: str, now: datetime | None = None) -> None:
     """Page the staff member who has (or was just given) this escalation; never cancelled by the claim."""
     now = now or utcnow()
-    s.add(Outbox(kind=OutboxKind.PAGE, to_address=staff.phone, body=owner_page_text(escalation, public_url, reason),
+    s.add(Outbox(kind=OutboxKind.PAGE, to_address=staff.phone, body=owner_page_text(escalation, public_url, clinic, reason),
                  escalation_id=escalation.id, staff_id=staff.id, page_round=escalation.page_round,
                  next_attempt_at=now, created_at=now))
 

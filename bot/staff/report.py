@@ -167,14 +167,14 @@ def csv_rows(report: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-def text_lines(report: dict) -> list[str]:
-    """A short human-readable summary for the terminal."""
+def text_lines(report: dict, clinic: str) -> list[str]:
+    """A short human-readable summary for the terminal (``clinic``: the clinic's short name)."""
     def secs(d: dict) -> str:
         if d["median"] is None:
             return "no data"
         return f"median {d['median']:.0f} s, p90 {d['p90']:.0f} s"
 
-    lines = [f"Solace Hills helpline, {report['since'][:16]} to {report['until'][:16]} UTC",
+    lines = [f"{clinic} helpline, {report['since'][:16]} to {report['until'][:16]} UTC",
              f"texts: {report['texts']}  (" + ", ".join(f"{k} {v}" for k, v in report["texts_by_channel"].items()) + ")",
              f"escalations: {report['escalations']}  (" +
              ", ".join(f"{k} {v}" for k, v in report["escalations_by_tier"].items()) + ")",

@@ -182,7 +182,7 @@ def transfer(escalation_id: int):
         if not form.validate_on_submit():
             raise actions.ActionError(first_error(form))
         to = actions.transfer(ext().db, escalation_id, current_user, form.to.data, ext().settings.public_url,
-                              owner_ack=form.owner_ack.data)
+                              owner_ack=form.owner_ack.data, clinic=ext().helpline.bot.content.clinic_short_name)
     except actions.ActionError as err:
         flash(f"Not transferred: {err}.", "error")
         return _back(escalation_id)
