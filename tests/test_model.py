@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import DEFAULT_REPLIES_DIR
-from bot.core.model import TriageModel, char_wb_ngrams, model_text, pack_block, unpack_block, word_ngrams
+from bot.core.model import CharGrams, TriageModel, model_text, pack_block, unpack_block, word_grams
 from bot.core.states import CrisisKind, Tier
 from bot.core.triage import Hit, combine
 
@@ -159,8 +159,11 @@ def test_pure_python_features_and_scores_match_scikit_learn(model):
 
 
 def test_char_and_word_ngrams_follow_scikit_learn_conventions():
-    assert char_wb_ngrams("ab", 2, 5) == [" a", "ab", "b ", " ab", "ab ", " ab "]
-    assert word_ngrams(["a", "b", "c"], 1, 2) == ["a", "b", "c", "a b", "b c"]
+    chars = [" a", "ab", "b ", " ab", "ab ", " ab "]
+    index = {g: i for i, g in enumerate([*chars, "abc", " ab c"])}
+    assert CharGrams(index, (2, 5)).of_word("ab") == frozenset(range(len(chars)))
+    words = {g: i for i, g in enumerate(["a", "b", "c", "a b", "b c", "a c", "a b c"])}
+    assert word_grams(words, ["a", "b", "c"], (1, 2)) == {0, 1, 2, 3, 4}
 
 
 def test_explain_names_the_words_that_pushed_toward_a_crisis(bot):

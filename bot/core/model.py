@@ -53,31 +53,6 @@ def model_text(tokens: Iterable[str]) -> str:
     return " ".join(model_words(tokens))
 
 
-def char_wb_ngrams(word: str, lo: int, hi: int) -> list[str]:
-    """scikit-learn's ``_char_wb_ngrams`` for one whitespace-free word.
-
-    The word is padded with one space each side; a padded word no longer than n is counted
-    once, whole, and no longer n-grams are cut from it (scikit-learn's quirk, kept exactly).
-    """
-    w = f" {word} "
-    size = len(w)
-    out: list[str] = []
-    for n in range(lo, hi + 1):
-        if size <= n:
-            out.append(w)
-            break
-        out.extend([w[i:i + n] for i in range(size - n + 1)])
-    return out
-
-
-def word_ngrams(words: list[str], lo: int, hi: int) -> list[str]:
-    """scikit-learn's word n-grams of a token list."""
-    out: list[str] = []
-    for n in range(lo, hi + 1):
-        out.extend(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
-    return out
-
-
 def sigmoid(z: float) -> float:
     """The logistic function, safe for large |z|."""
     if z >= 0:
@@ -108,7 +83,11 @@ class Scores:
 
 
 class CharGrams:
-    """char_wb n-gram features of words, cached per word (words repeat across texts)."""
+    """char_wb n-gram features of words, cached per word (words repeat across texts).
+
+    scikit-learn's ``_char_wb_ngrams``, kept exactly: the word is padded with one space each side;
+    a padded word no longer than n is counted once, whole, and no longer n-grams are cut from it.
+    """
 
     def __init__(self, index: Mapping[str, int], ngram_range: tuple[int, int]):
         self.index = index
@@ -333,8 +312,8 @@ class TriageModel:
         chars, found, rules = self.read(words, extra) if feats is None else feats
         count = min(1 + 2 * pairs, len(self.heads))
         out = list(self.intercepts[:count])
-        for block, feats in ((self.char, chars), (self.word, found), (self.rule, rules)):
-            norm, heads = block.sums(feats, pairs)
+        for block, present in ((self.char, chars), (self.word, found), (self.rule, rules)):
+            norm, heads = block.sums(present, pairs)
             if norm:
                 for h in range(count):
                     out[h] += heads[h] / norm
