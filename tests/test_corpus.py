@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a``, ``blind-b``: written in fresh contexts by writers who never saw the
+- ``tests/corpus/blind-a``, ``blind-b``, ``blind-c``: written in fresh contexts by writers who never saw the
   rules, the lexicon or any corpus; never used to train or to choose a threshold. Only the totals
   printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.corpus import Example, read, read_dir, real_examples, tally
+from bot.core.corpus import PICKED, Example, read, read_dir, real_examples, tally
 
 CORPUS = Path(__file__).parent / "corpus"
 LABELS = Path(__file__).parent / "labels" / "real.tsv"
+ROUND2 = Path(__file__).parent / "labels" / "real-round2.tsv"
 REAL = real_examples(LABELS)
 NEED_REAL = pytest.mark.skipif(not REAL, reason="../shared/data (the real texts) is absent: real-text figures skipped")
 
@@ -65,9 +66,12 @@ def holds(m: dict, floor: dict) -> None:
 # First look (2026-11-28), kept as regression floors; see the README for the targets and the gap.
 # First look: blind-a 164/175 crisis escalated (93.7%), 153 paged (87.4%), 24/205 routine escalated
 # (11.7%); blind-b 168/175 (96.0%), 149 (85.1%), 18/205 (8.8%). Short of the targets (TARGETS).
+# blind-c (written later in the same way, en 240 / es 200; first look at the same shipped triage):
+# 163/179 (91.1%), 150 paged (83.8%), 26/204 routine escalated (12.7%), 12 paged (5.9%).
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.12},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.85, "routine_escalated_max": 0.09},
+    "blind-c": {"crisis_escalated": 0.91, "crisis_paged": 0.83, "routine_escalated_max": 0.13},
 }
 
 
@@ -108,10 +112,27 @@ def test_held_out_drug_forum_text(bot):
 FORUM_OVERDOSE_FLOOR = 0.5
 
 
-def test_the_real_labels_are_double_labelled_and_settled():
+@NEED_REAL
+def test_second_round_forum_texts_picked_by_the_model(bot):
+    """tests/labels/real-round2.tsv: 2,398 forum texts the shipped triage scored riskiest, never trained on."""
+    picked = real_examples(ROUND2)
+    assert len(picked) == 2398 and {ex.stratum for ex in picked} == set(PICKED)
+    m = measure(bot, picked)
+    report("forum, second round (picked by the model)", m)
+    holds(m, ROUND2_FLOOR)
+
+
+# First look (2026-11-28, the shipped triage that picked them): crises 35/84 escalated (41.7%), 14/84
+# paged (16.7%); routine 277/2,157 escalated (12.8%), 78 paged (3.6%). Far from the targets: real
+# crises on a drug forum read like the drug talk around them (README, "What the gap is").
+ROUND2_FLOOR = {"crisis_escalated": 0.41, "crisis_paged": 0.16, "routine_escalated_max": 0.13}
+
+
+@pytest.mark.parametrize("path", [LABELS, ROUND2], ids=["real", "round2"])
+def test_the_real_labels_are_double_labelled_and_settled(path):
     from bot.core.corpus import read_real_labels
-    rows = read_real_labels(LABELS)
-    assert len(rows) >= 3000
+    rows = read_real_labels(path)
+    assert len(rows) >= 2000
     for r in rows:
         assert r["a_tier"] and r["b_tier"], r["id"]
         agree = (r["a_tier"], r["a_kind"]) == (r["b_tier"], r["b_kind"]) and (

@@ -1,6 +1,6 @@
 """Agreement between the two labellers of the real texts (tests/labels/real.tsv).
 
-    .venv/bin/python tools/label_agreement.py
+    .venv/bin/python tools/label_agreement.py [tests/labels/real-round2.tsv]
 
 Prints raw agreement and Cohen's kappa for the tier, for "escalate at all" and "page", and for the
 kind where both labellers escalated; and how many disagreements the third labeller settled.
@@ -54,4 +54,4 @@ def agreement(path: Path = LABELS) -> dict[str, object]:
 
 if __name__ == "__main__":
     import json
-    print(json.dumps(agreement(), indent=2))
+    print(json.dumps(agreement(Path(sys.argv[1]) if len(sys.argv) > 1 else LABELS), indent=2))

@@ -33,11 +33,13 @@ def row(name: str, lang: str, n) -> str:
 
 def corpora() -> list[tuple[str, list[Example]]]:
     real = real_examples(TESTS / "labels" / "real.tsv")
-    out = [(name, read_dir(TESTS / "corpus" / name)) for name in ("blind-a", "blind-b")]
+    out = [(name, read_dir(TESTS / "corpus" / name)) for name in ("blind-a", "blind-b", "blind-c")]
     if real:
         out.append(("everyday SMS, all", [Example("routine", ex.text, "sms", ex.line, lang="en")
                                           for ex in real if ex.source == "sms"]))
         out.append(("drug-forum texts, held-out fold", [ex for ex in real if ex.source != "sms" and ex.fold == "test"]))
+        out.append(("drug-forum texts, second round (picked by the model)",
+                    real_examples(TESTS / "labels" / "real-round2.tsv")))
     return out
 
 

@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LABELS = ("emergency", "urgent", "review", "routine")
+# Strata of the second labelling round (tests/labels/real-round2.tsv): unlabelled forum texts picked
+# by the shipped triage's own scores (its likeliest crises, everything its rules escalated, a sample of
+# middling scores). Picked for looking risky to the model, so their false-alarm rate says nothing
+# about forum text at large; they measure how real crises fare against the hardest look-alikes.
+PICKED = ("model-top", "rule-escalated", "model-mid")
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
@@ -34,6 +39,7 @@ class Example:
     lang: str | None = None
     id: str | None = None  # real texts: their id in ../shared/data
     fold: str | None = None  # real texts: "train" or "test"
+    stratum: str | None = None  # real texts: how the text was drawn for labelling (see PICKED)
 
     @property
     def crisis(self) -> bool:
@@ -131,7 +137,7 @@ def real_examples(labels_path: Path | str, data_dir: Path | str = DATA_DIR) -> l
         if row["id"] not in texts or row["tier"] not in LABELS:
             continue
         out.append(Example(row["tier"], texts[row["id"]], row["source"], n, kind=row["kind"], about=row["about"],
-                           id=row["id"], fold=row["fold"]))
+                           id=row["id"], fold=row["fold"], stratum=row["stratum"]))
     return out
 
 
