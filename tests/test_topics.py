@@ -18,6 +18,10 @@ TARGET = 0.90  # issue 13: at least 90% of realistic questions get the right top
 # the question head to leave them to the menu: 283/335 (84.5%; en 88.1%, es 80.0%). Short of the
 # 90% target; kept as a regression floor, and the README says so.
 BLIND_FLOOR = 0.84
+# tests/corpus/topics-blind-2 (written later by two more writers who saw only the subject list, en 180 /
+# es 160), first and only look after 880 more training questions from two other such writers
+# (tests/corpus/questions): 308/340 right (90.6%; en 88.9%, es 92.5%). Target met on first look.
+BLIND_2_FLOOR = 0.90
 
 
 def topic_of(bot, text: str, language: str | None = None) -> str | None:
@@ -48,14 +52,15 @@ def test_the_dose_answer_says_not_to_change_it_alone(bot):
     assert "don't change" in d.reply.lower() and "doctor" in d.reply
 
 
-def test_blind_questions_get_the_right_topic(bot):
-    """tests/corpus/topics-blind: questions by writers who never saw the topics; only totals are read."""
-    examples = read_dir(CORPUS / "topics-blind")
+@pytest.mark.parametrize("name, floor", [("topics-blind", BLIND_FLOOR), ("topics-blind-2", BLIND_2_FLOOR)])
+def test_blind_questions_get_the_right_topic(bot, name, floor):
+    """Questions by writers who never saw the topics or the training questions; only totals are read."""
+    examples = read_dir(CORPUS / name)
     assert len(examples) >= 300 and {ex.lang for ex in examples} == {"en", "es"}
     right = Counter()
     for ex in examples:
         right[ex.lang, topic_of(bot, ex.text) == ex.topic] += 1
     total = sum(v for (_, ok), v in right.items() if ok) / len(examples)
     by_lang = {lang: right[lang, True] / (right[lang, True] + right[lang, False]) for lang in ("en", "es")}
-    print(f"\ntopics-blind: {total:.3f} right ({by_lang})")
-    assert total >= BLIND_FLOOR
+    print(f"\n{name}: {total:.3f} right ({by_lang})")
+    assert total >= floor

@@ -4,9 +4,10 @@ Writes ``replies/topics_model.json`` (read by :class:`bot.core.topics.TopicModel
 ``train`` extra (scikit-learn). Deterministic.
 
 Data: the questions in the blind-written corpora (``tests/corpus/written/*.jsonl``, routine texts
-with a topic) and every topic keyword and menu word of ``replies/topics.*.toml`` as a short example
+with a topic; ``tests/corpus/questions/*.jsonl``, questions only, written blind to the subject list)
+and every topic keyword and menu word of ``replies/topics.*.toml`` as a short example
 of its topic; routine texts with no topic (statements, chatter, and ``tests/corpus/offtopic``:
-questions the guide does not answer, written blind) teach the question head. Never ``tests/corpus/topics-blind`` (the
+questions the guide does not answer, written blind) teach the question head. Never ``tests/corpus/topics-blind*`` (the
 held-out questions that measure it).
 
 Features are the triage engine's reading of the text, char_wb 2-5-grams and word 1-2-grams, as
@@ -52,7 +53,7 @@ STATEMENT_COST = float(__import__("os").environ.get("TOPIC_STATEMENT_COST", "0.5
 def examples(content, matcher: TopicMatcher):
     """(text, language, topic or NONE, is_question) for every training example."""
     out = []
-    for ex in [*read_dir(CORPUS / "written"), *read_dir(CORPUS / "offtopic")]:
+    for ex in [*read_dir(CORPUS / "written"), *read_dir(CORPUS / "questions"), *read_dir(CORPUS / "offtopic")]:
         if ex.label != "routine":
             continue
         out.append((ex.text, ex.lang or "en", ex.topic or NONE, ex.topic is not None))
