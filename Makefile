@@ -26,9 +26,15 @@ run: $(STAMP)
 	$(BIN)/helpline db upgrade
 	HELPLINE_DEV=$${HELPLINE_DEV:-1} $(BIN)/helpline serve --host $(HOST) --port $(PORT)
 
+# Tests run in TEST_WORKERS processes (pytest-xdist; auto = one per core): most of the suite's time is
+# spent waiting on servers, browsers and deadlines, not computing. Tests marked `solo` (the fault harness
+# and the multi-process test: their own gunicorn held to 5 s deadlines) run afterwards, alone.
+# TEST_WORKERS=0 runs everything in one process. Exit status 5 is pytest's "no test selected".
+TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/helpline check-content
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_WORKERS) -m "not solo" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -q -m solo $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The dashboard's browser tests (tests/browser) drive Debian's /usr/bin/chromium with Playwright and
 # skip, saying why, when it is missing; HELPLINE_REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure.

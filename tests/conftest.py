@@ -89,6 +89,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "storage: about storage itself (transactions, locks, SQL); also runs on PostgreSQL")
     config.addinivalue_line("markers", "real_password_hashing: hash passwords with production's scrypt")
     config.addinivalue_line("markers", "sqlite_only: relies on SQLite itself (triggers, files); not run on PostgreSQL")
+    config.addinivalue_line("markers", "solo: starts its own servers and holds them to deadlines; `make test` runs these "
+                                       "after the rest, one at a time, so no other test competes for the CPU")
 
 
 def pytest_generate_tests(metafunc):

@@ -56,7 +56,7 @@ ROUTINE = ["what are your hours", "how much does detox cost", "is valium withdra
            "do you take insurance", "where are you located"]
 POISON = "I took 30 valium \ud800"  # no database driver can encode a lone surrogate
 
-pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed in .venv")
+pytestmark = [pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed in .venv"), pytest.mark.solo]
 
 
 @dataclass

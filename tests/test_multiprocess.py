@@ -33,7 +33,7 @@ GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
 STAFF = {"ann@clinic.test": "+15555550901", "bob@clinic.test": "+15555550902"}
 PASSWORD = "correct horse battery"
 CONVERSATIONS = 12
-pytestmark = [pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed in .venv"),
+pytestmark = [pytest.mark.solo, pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed in .venv"),
               pytest.mark.storage]
 
 
