@@ -215,12 +215,14 @@ def unpack_block(block: Mapping) -> tuple[list[str], array, int]:
 
 
 class _Block:
-    """One feature block (char or word n-grams): vocabulary, and per feature its share of the L2
-    norm and its pull on each head, one compact float64 array each.
+    """One feature block (char or word n-grams): vocabulary, each feature's share of the L2 norm
+    and its pull on each head.
 
-    Arrays rather than lists of Python numbers: 8 bytes a number instead of 40 (a list slot and a
-    boxed float or complex), about 8 MB less in every web worker. Each sum adds the same doubles
-    in the same order as before, so every score is bit-identical.
+    Every text needs the norm and the escalate head: they stay packed in one complex number per
+    feature (real: the escalate pull, imaginary: the norm share), so one C-level sum serves both.
+    The other heads, summed only for texts that may escalate, are compact float64 arrays: 8 bytes
+    a number instead of 40 (a list slot and a boxed complex), about 6 MB less in every web worker.
+    Each sum adds the same doubles in the same order as before, so every score is bit-identical.
     """
 
     def __init__(self, block: Mapping, n_heads: int, ngram_range: tuple[int, int]):
@@ -231,15 +233,19 @@ class _Block:
         self.index = {g: i for i, g in enumerate(grams)}
         # Each feature's pull on a head is weight * idf; its share of the L2 norm is idf squared.
         idf = values[0::width]
-        self.norm = array("d", [d * d for d in idf])
-        self.pulls = [array("d", [w * d for w, d in zip(values[1 + h::width], idf)]) for h in range(n_heads)]
+
+        def pull(h: int) -> array:
+            return array("d", [w * d for w, d in zip(values[1 + h::width], idf)])
+
+        self.first = [complex(p, d * d) for p, d in zip(pull(0), idf)]
+        self.rest = [pull(h) for h in range(1, n_heads)]
 
     def sums(self, feats: frozenset[int] | set[int], heads: int) -> tuple[float, list[float]]:
         """(norm, pull sums of the first ``heads`` heads) over the features present."""
         if not feats:
             return 0.0, []
-        norm = math.sqrt(sum(map(self.norm.__getitem__, feats)))
-        return norm, [sum(map(pull.__getitem__, feats)) for pull in self.pulls[:heads]]
+        first = sum(map(self.first.__getitem__, feats))
+        return math.sqrt(first.imag), [first.real, *(sum(map(p.__getitem__, feats)) for p in self.rest[:heads - 1])]
 
 
 class TriageModel:
@@ -358,23 +364,23 @@ class TriageModel:
         words = model_words(tokens)
         chars, found = self.features(words)
         extra = [e for e in extra if e in self.rule.index]
-        c_norm = math.sqrt(sum(self.char.norm[i] for i in chars)) or 1.0
-        w_norm = math.sqrt(sum(self.word.norm[i] for i in found)) or 1.0
-        r_norm = math.sqrt(sum(self.rule.norm[self.rule.index[e]] for e in extra)) or 1.0
-        # The escalate head is the first.
-        pull_c, pull_w, pull_r = self.char.pulls[0], self.word.pulls[0], self.rule.pulls[0]
+        c_norm = math.sqrt(sum(self.char.first[i].imag for i in chars)) or 1.0
+        w_norm = math.sqrt(sum(self.word.first[i].imag for i in found)) or 1.0
+        r_norm = math.sqrt(sum(self.rule.first[self.rule.index[e]].imag for e in extra)) or 1.0
+        # The escalate head's pull is the real part of each feature's first packed number.
+        pull_c, pull_w, pull_r = self.char.first, self.word.first, self.rule.first
         share: dict[str, float] = {}
         lo, hi = self.word.ngram_range
         for i, word in enumerate(words):
-            total = sum(pull_c[j] for j in self._word_chars(word)) / c_norm
+            total = sum(pull_c[j].real for j in self._word_chars(word)) / c_norm
             for n in range(lo, hi + 1):
                 if i + n <= len(words):
                     j = self.word.index.get(word if n == 1 else " ".join(words[i:i + n]))
                     if j is not None:
-                        total += pull_w[j] / w_norm
+                        total += pull_w[j].real / w_norm
             share[word] = max(share.get(word, total), total) if total > 0 else min(share.get(word, total), total)
         for e in extra:
-            share[e] = pull_r[self.rule.index[e]] / r_norm
+            share[e] = pull_r[self.rule.index[e]].real / r_norm
         ranked = sorted(share.items(), key=lambda kv: -kv[1])
         return {
             "for": [[w, round(v, 3)] for w, v in ranked if v > 0][:k],
