@@ -203,10 +203,25 @@ def pack_block(rows: Mapping[str, Iterable[float]]) -> dict:
     return {"grams": grams, "width": width, "values": base64.b64encode(values.tobytes()).decode("ascii")}
 
 
+_DECODE_CHARS = 1 << 16  # base64 characters decoded at a time (a multiple of 4)
+
+
+def _decode_doubles(text: str) -> array:
+    """A base64 string of packed doubles as an array, decoded a slice at a time.
+
+    Decoding the whole string at once would hold a second copy of the block (up to 8 MB) next to
+    the array; freed among long-lived objects, such copies stay in a worker's resident memory.
+    """
+    values = array("d")
+    for start in range(0, len(text), _DECODE_CHARS):
+        values.frombytes(base64.b64decode(text[start:start + _DECODE_CHARS]))
+    return values
+
+
 def unpack_block(block: Mapping) -> tuple[list[str], array, int]:
     """(n-grams, their rows as one flat float64 array, numbers per row) from :func:`pack_block`'s form."""
     grams, width = list(block["grams"]), int(block["width"])
-    values = array("d", base64.b64decode(block["values"]))
+    values = _decode_doubles(block["values"])
     if sys.byteorder == "big":
         values.byteswap()
     if len(values) != len(grams) * width:
