@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from bot.store import migrate
 from bot.store.db import Database
@@ -29,6 +30,15 @@ def test_upgrade_builds_the_models_schema_with_no_difference(empty_db):
     with empty_db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_the_start_check_reads_the_same_revisions_as_alembic(empty_db):
+    # migrate.head() and current() read the files and the table without importing Alembic.
+    assert migrate.head() == ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_current_head()
+    for _ in range(2):  # empty, then migrated
+        with empty_db.engine.connect() as conn:
+            assert migrate.current(empty_db) == MigrationContext.configure(conn).get_current_revision()
+        migrate.upgrade(empty_db)
 
 
 def test_upgrade_is_idempotent(empty_db):

@@ -51,10 +51,12 @@ class TopicModel:
                 grams, values, width = unpack_block(data[key])
                 if width != len(self.classes) + 2:  # idf, each topic, the question head
                     raise ValueError(f"{key} rows have {width} numbers, expected {len(self.classes) + 2}")
-                table = np.frombuffer(values, dtype=np.float64).reshape(len(grams), width)
-                idf = table[:, 0]
-                # Column 0: idf squared (each feature's share of the L2 norm); then weight * idf per topic.
-                packed = np.hstack([(idf * idf)[:, None], table[:, 1:] * idf[:, None]])
+                # Column 0 becomes idf squared (each feature's share of the L2 norm), the others
+                # weight * idf per topic: in place, over the loaded array (no second 4 MB table).
+                packed = np.frombuffer(values, dtype=np.float64).reshape(len(grams), width)
+                idf = packed[:, 0].copy()
+                packed[:, 1:] *= idf[:, None]
+                packed[:, 0] = idf * idf
                 self._blocks.append(({g: i for i, g in enumerate(grams)}, tuple(data[ranges]), packed))
         except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise ValueError(f"malformed topic model: {exc!r}") from exc
