@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a``, ``blind-b``, ``blind-c``: written in fresh contexts by writers who never saw the
+- ``tests/corpus/blind-a`` to ``blind-d``: written in fresh contexts by writers who never saw the
   rules, the lexicon or any corpus; never used to train or to choose a threshold. Only the totals
   printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -61,17 +61,18 @@ def holds(m: dict, floor: dict) -> None:
     assert m["routine_escalated"] <= floor["routine_escalated_max"], m
 
 
-# --- blind-written sets: never trained on, thresholds never chosen on them ---------------------------
+# --- blind-written sets: never trained on, thresholds never chosen on them (A-C chose a model, once) ----
 
-# First look (2026-11-28), kept as regression floors; see the README for the targets and the gap.
-# First look: blind-a 164/175 crisis escalated (93.7%), 153 paged (87.4%), 24/205 routine escalated
-# (11.7%); blind-b 168/175 (96.0%), 149 (85.1%), 18/205 (8.8%). Short of the targets (TARGETS).
-# blind-c (written later in the same way, en 240 / es 200; first look at the same shipped triage):
-# 163/179 (91.1%), 150 paged (83.8%), 26/204 routine escalated (12.7%), 12 paged (5.9%).
+# First looks (2026-11-28), with the model of that time: blind-a 164/175 crisis escalated (93.7%), 153
+# paged (87.4%), 24/205 routine escalated (11.7%); blind-b 168/175 (96.0%), 149 (85.1%), 18/205 (8.8%);
+# blind-c 163/179 (91.1%), 150 (83.8%), 26/204 (12.7%). A, B and C then chose between two retrained
+# models (README); blind-d, written after, was read once, for the chosen one: 172/178 (96.6%), 163
+# (91.6%), 17/204 (8.3%), 8 paged (3.9%). The floors are the chosen model's figures, rounded.
 BLIND_FLOORS = {
-    "blind-a": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.12},
-    "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.85, "routine_escalated_max": 0.09},
-    "blind-c": {"crisis_escalated": 0.91, "crisis_paged": 0.83, "routine_escalated_max": 0.13},
+    "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
+    "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
+    "blind-c": {"crisis_escalated": 0.92, "crisis_paged": 0.88, "routine_escalated_max": 0.11},
+    "blind-d": {"crisis_escalated": 0.96, "crisis_paged": 0.91, "routine_escalated_max": 0.09},
 }
 
 
@@ -122,10 +123,11 @@ def test_second_round_forum_texts_picked_by_the_model(bot):
     holds(m, ROUND2_FLOOR)
 
 
-# First look (2026-11-28, the shipped triage that picked them): crises 35/84 escalated (41.7%), 14/84
-# paged (16.7%); routine 277/2,157 escalated (12.8%), 78 paged (3.6%). Far from the targets: real
-# crises on a drug forum read like the drug talk around them (README, "What the gap is").
-ROUND2_FLOOR = {"crisis_escalated": 0.41, "crisis_paged": 0.16, "routine_escalated_max": 0.13}
+# First look (2026-11-28, the triage that picked them): crises 35/84 escalated (41.7%), 14/84 paged
+# (16.7%); routine 277/2,157 escalated (12.8%), 78 paged (3.6%). The model retrained the same day on more
+# written text: 37/84 (44.0%), 14 (16.7%), 293 (13.6%), 71 (3.3%). Far from the targets: real crises on a
+# drug forum read like the drug talk around them (README, "What the gap is").
+ROUND2_FLOOR = {"crisis_escalated": 0.44, "crisis_paged": 0.16, "routine_escalated_max": 0.14}
 
 
 @pytest.mark.parametrize("path", [LABELS, ROUND2], ids=["real", "round2"])
