@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-d``: written in fresh contexts by writers who never saw the
+- ``tests/corpus/blind-a`` to ``blind-e`` and ``written-heldout``: written in fresh contexts by writers who never saw the
   rules, the lexicon or any corpus; never used to train or to choose a threshold. Only the totals
   printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -67,13 +67,32 @@ def holds(m: dict, floor: dict) -> None:
 # paged (87.4%), 24/205 routine escalated (11.7%); blind-b 168/175 (96.0%), 149 (85.1%), 18/205 (8.8%);
 # blind-c 163/179 (91.1%), 150 (83.8%), 26/204 (12.7%). A, B and C then chose between two retrained
 # models (README); blind-d, written after, was read once, for the chosen one: 172/178 (96.6%), 163
-# (91.6%), 17/204 (8.3%), 8 paged (3.9%). The floors are the chosen model's figures, rounded.
+# (91.6%), 17/204 (8.3%), 8 paged (3.9%). A-D then turned down a model retrained on five more writers
+# (fewer crises paged); blind-e, written after, was read once, for the shipped model: 172/177 (97.2%),
+# 161 paged (91.0%), 18/206 (8.7%), 7 paged (3.4%). The floors are the shipped model's figures, rounded.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
     "blind-c": {"crisis_escalated": 0.92, "crisis_paged": 0.88, "routine_escalated_max": 0.11},
     "blind-d": {"crisis_escalated": 0.96, "crisis_paged": 0.91, "routine_escalated_max": 0.09},
+    "blind-e": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.09},
 }
+
+
+def test_written_texts_held_out_from_training(bot):
+    """tests/corpus/written-heldout: 2,444 lines by five writers in fresh contexts (older adults, teens,
+    recovery and withdrawal, Spanish-speaking families, texts of 1-8 words), 30% crises. Trained on, they
+    lowered the share of blind-set crises paged, so they measure instead; read once, for totals."""
+    examples = read_dir(CORPUS / "written-heldout")
+    assert len(examples) >= 2400 and {ex.lang for ex in examples} == {"en", "es"}
+    m = measure(bot, examples)
+    report("written-heldout", m)
+    holds(m, WRITTEN_HELDOUT_FLOOR)
+
+
+# First look (2026-11-28): 684/751 crises escalated (91.1%), 596 paged (79.4%), 131/1,456 routine
+# escalated (9.0%), 57 paged (3.9%).
+WRITTEN_HELDOUT_FLOOR = {"crisis_escalated": 0.91, "crisis_paged": 0.79, "routine_escalated_max": 0.09}
 
 
 @pytest.mark.parametrize("name", sorted(BLIND_FLOORS))

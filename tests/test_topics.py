@@ -21,6 +21,8 @@ BLIND_FLOOR = 0.84
 # tests/corpus/topics-blind-2 (written later by two more writers who saw only the subject list, en 180 /
 # es 160), first and only look after 880 more training questions from two other such writers
 # (tests/corpus/questions): 308/340 right (90.6%; en 88.9%, es 92.5%). Target met on first look.
+# Second look, after retraining so the model covers every question in tests/corpus/written (2,465 more
+# lines had joined it for triage): 307/340 (90.3%; en 90.6%, es 90.0%).
 BLIND_2_FLOOR = 0.90
 
 
