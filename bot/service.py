@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Sequence
 from uuid import uuid4
@@ -297,6 +298,8 @@ class Helpline:
                 conn = s.connection()  # Core statements on the session's own transaction
                 seen = _seen_values(decision, now)
                 counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
+                if self._fits_one_statement(contact, decision, counted, msg.channel):
+                    return self._store_routine(s, msg, contact, escalation, decision, seen, now, replayed_at)
                 refusable = counted and replayed_at is None
                 touched = contact is None and not refusable  # a new sender's row is written whole at once
                 if contact is None:
@@ -308,11 +311,7 @@ class Helpline:
                     # The caller's flood limit. Never a crisis: those go through whatever the counters say.
                     logger.warning("%s over its limit: refused", contact.masked)
                     return Outcome(None, decision, stored=False, refused=True)
-                if decision.reply and replayed_at is None:
-                    decision = self._reply_limit(s, contact, decision, now)
-                elif (decision.reply and decision.kind not in NEVER_LIMITED
-                      and not channel_spec(contact.channel).training):
-                    self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
+                decision = self._count_reply(s, contact, decision, now, replayed_at)
                 if not touched:
                     conn.execute(_TOUCH, {"contact_id": contact.id, **seen})
                     contact = replace(contact, language=seen.get("language", contact.language),
@@ -350,6 +349,69 @@ class Helpline:
                             f" ({verdict.severity})" if verdict.severity else "")
                 return Outcome(decision.reply, decision, stored=True,
                                escalation_id=escalation.id if escalation is not None else None)
+
+    def _fits_one_statement(self, contact: "_Texter | None", decision: Decision, counted: bool, channel: str) -> bool:
+        """Whether this text's writes can be one PostgreSQL statement (``_store_routine``).
+
+        So they can when it opens or updates no escalation (no pages), counts against none of the
+        caller's limits (those may refuse it before anything is stored), and, for a new sender,
+        when no reply limit needs the sender's id before the reply is written.
+        """
+        if not self.db.postgres or decision.triage.escalate or counted:
+            return False
+        return contact is not None or not self._limits_reply(decision, channel)
+
+    def _limits_reply(self, decision: Decision, channel: str) -> bool:
+        """Whether this reply counts against the per-sender reply limit."""
+        return (bool(decision.reply) and self.reply_limit.max > 0 and decision.kind not in NEVER_LIMITED
+                and not channel_spec(channel).training)
+
+    def _count_reply(self, s: Session, contact: "_Texter", decision: Decision, now: datetime,
+                     replayed_at: str | None) -> Decision:
+        """The reply limit: applied to a text answered now, counted for one answered during an outage."""
+        if decision.reply and replayed_at is None:
+            return self._reply_limit(s, contact, decision, now)
+        if decision.reply and self._limits_reply(decision, contact.channel):
+            self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
+        return decision
+
+    def _store_routine(self, s: Session, msg: Inbound, contact: "_Texter | None", escalation: Escalation | None,
+                       decision: Decision, seen: dict, now: datetime, replayed_at: str | None) -> Outcome:
+        """PostgreSQL, a text that opens no escalation: the sender's row (new, or touched), the inbound
+        message and the reply written by ONE statement (data-modifying CTEs, ``_routine_statement``).
+
+        A routine text then costs four round trips (BEGIN, the lookup, this, COMMIT) instead of six. The
+        same unique keys guard it: a concurrent delivery of the MessageSid, or another process creating
+        the sender's row, fails the whole statement with an ``IntegrityError`` and ``handle`` retries.
+        """
+        if contact is not None:
+            decision = self._count_reply(s, contact, decision, now, replayed_at)
+        verdict = decision.triage
+        joined = escalation.id if escalation is not None else None  # it joins the escalation a human has
+        reply = decision.reply if replayed_at is None else None  # a replayed text was answered when it came
+        params = {f"m_{k}": v for k, v in dict(
+            direction=Direction.IN, sid=msg.message_id, body=msg.body, media_count=msg.media_count,
+            kind=decision.kind, severity=verdict.severity, crisis_kind=verdict.kind, rule=verdict.rule,
+            topic=decision.topic, language=decision.language, escalation_id=joined, created_at=now).items()}
+        if contact is None:
+            params.update({f"c_{k}": v for k, v in {
+                "address": msg.sender, "channel": msg.channel, "created_at": now, "language": None,
+                "opted_out": False, "opted_out_at": None, **seen}.items()})
+        else:
+            params.update({f"c_{k}": v for k, v in seen.items()}, c_id=contact.id, m_contact_id=contact.id)
+        if reply:
+            params.update({f"r_{k}": v for k, v in dict(
+                direction=Direction.OUT, body=reply, kind=Author.BOT, escalation_id=joined,
+                language=decision.language, media_count=0, created_at=now).items()})
+        statement = _routine_statement(contact is None, tuple(sorted(seen)) if contact else (), bool(reply))
+        contact_id, _inbound_id = s.connection().execute(statement, params).one()
+        if escalation is not None:
+            escalation.message_count += 1
+            escalation.updated_at = now
+        masked = contact.masked if contact is not None else mask(msg.sender)
+        logger.info("inbound %s from %s: %s%s", msg.message_id or "-", masked, decision.kind,
+                    f" ({verdict.severity})" if verdict.severity else "")
+        return Outcome(decision.reply, decision, stored=True, escalation_id=joined)
 
     def _over(self, s: Session, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
         """Count this text against each of the caller's limits; True when any is exceeded."""
@@ -486,6 +548,48 @@ _NEW_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
 _JOIN_ESCALATION = _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_id"))
 _NEW_ESCALATION = _ESCALATIONS.insert().returning(_ESCALATIONS.c.id)
 _TOUCH = _CONTACTS.update().where(_CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
+
+
+_NEW_CONTACT_COLUMNS = ("address", "channel", "created_at", "last_seen_at", "language", "opted_out", "opted_out_at")
+_INBOUND_COLUMNS = ("direction", "sid", "body", "media_count", "kind", "severity", "crisis_kind", "rule", "topic",
+                    "language", "escalation_id", "created_at")
+_REPLY_COLUMNS = ("direction", "body", "kind", "escalation_id", "language", "media_count", "created_at")
+
+
+def _params(table, prefix: str, names: Sequence[str]) -> dict:
+    """Typed bind parameters ``prefix + name`` for ``names`` (every column with a default is named, so
+    SQLAlchemy adds no default parameters of its own, whose names would clash between two inserts)."""
+    return {name: bindparam(prefix + name, type_=table.c[name].type) for name in names}
+
+
+@lru_cache(maxsize=None)
+def _routine_statement(new_contact: bool, touched: tuple[str, ...], reply: bool):
+    """One PostgreSQL statement for a routine text: the sender's row, the inbound message, the reply.
+
+    ``new_contact``: insert the sender (``c_*`` parameters) and take its id from the insert; else
+    update the ``touched`` columns of sender ``c_id`` (the inbound row names ``m_contact_id``, so a
+    sender that vanished meanwhile fails the foreign key, as the separate statements did). ``reply``:
+    also the bot's reply (``r_*``), pointing at the inbound row. Returns (contact id, inbound id).
+    Data-modifying CTEs all run, referenced or not, in the one statement's transaction.
+    """
+    extra = []
+    values = _params(_MESSAGES, "m_", _INBOUND_COLUMNS)
+    if new_contact:
+        sender = (_CONTACTS.insert().values(_params(_CONTACTS, "c_", _NEW_CONTACT_COLUMNS))
+                  .returning(_CONTACTS.c.id).cte("sender"))
+        inbound = _MESSAGES.insert().from_select(["contact_id", *values], select(sender.c.id, *values.values()))
+    else:
+        extra.append(_CONTACTS.update().where(_CONTACTS.c.id == bindparam("c_id"))
+                     .values(_params(_CONTACTS, "c_", touched)).returning(_CONTACTS.c.id).cte("sender"))
+        inbound = _MESSAGES.insert().values(contact_id=bindparam("m_contact_id", type_=_MESSAGES.c.contact_id.type),
+                                            **values)
+    inbound = inbound.returning(_MESSAGES.c.id, _MESSAGES.c.contact_id).cte("inbound")
+    if reply:
+        out = _params(_MESSAGES, "r_", _REPLY_COLUMNS)
+        extra.append(_MESSAGES.insert().from_select(["contact_id", "reply_to_id", *out],
+                                                    select(inbound.c.contact_id, inbound.c.id, *out.values()))
+                     .returning(_MESSAGES.c.id).cte("reply"))
+    return select(inbound.c.contact_id, inbound.c.id).add_cte(*extra)
 
 
 def _seen_values(decision: Decision, now: datetime) -> dict:
