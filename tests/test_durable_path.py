@@ -253,3 +253,43 @@ def at_once(calls: list) -> list:
     for t in threads:
         t.join(30)
     return results
+
+
+def test_concurrent_retries_of_a_new_crisis_through_two_processes_open_one_escalation_and_page_once(pair):
+    """On PostgreSQL a new crisis is two statements (sender and inbound; escalation, page, link and reply):
+    six simultaneous deliveries of its MessageSid still leave one of each and one answer for all."""
+    (app_a, app_b), (a, b) = pair
+    sent = [statements(app.extensions["helpline"].db) for app in (app_a, app_b)]
+    params = a.params(CRISIS, sid="SM" + "6" * 32)
+    replies = at_once([lambda i=i: (a, b)[i % 2].post(params) for i in range(6)])
+    assert [r.status for r in replies] == [200] * 6
+    assert len({r.text for r in replies}) == 1 and "911" in replies[0].text
+    db = app_a.extensions["helpline"].db
+    with db.session() as s:
+        [inbound] = s.scalars(select(Message).where(Message.sid == params["MessageSid"])).all()
+        [out] = s.scalars(select(Message).where(Message.reply_to_id == inbound.id)).all()
+        [esc] = s.scalars(select(Escalation)).all()
+        [page] = s.scalars(select(Outbox)).all()
+        assert out.body == replies[0].text and inbound.escalation_id == esc.id == out.escalation_id
+        assert esc.first_message_id == inbound.id and esc.message_count == 1 and esc.first_paged_at is not None
+        assert page.escalation_id == esc.id and f"#{esc.id}" in page.body
+    if db.postgres:
+        writes = [q for q in sent[0] + sent[1] if not q.lstrip().upper().startswith("SELECT")]
+        opening = [q for q in writes if "INSERT INTO escalations" in q]
+        assert len(opening) == 1 and "INSERT INTO outbox" in opening[0] and "UPDATE messages" in opening[0]
+        # Every other write: the first statement (sender and inbound), which the losers' tries failed on.
+        assert [q for q in writes if q not in opening] and all(q.startswith("WITH sender AS") for q in writes
+                                                               if q not in opening)
+
+
+def test_a_crisis_then_a_routine_text_on_the_one_statement_path_keep_one_escalation(pair):
+    (app_a, _), (a, b) = pair
+    assert "911" in a.send(CRISIS).text
+    b.send(ROUTINE)  # joins the open escalation through the other process
+    a.send("I took 30 valium and now I can't breathe")  # escalates again: the separate statements update it
+    db = app_a.extensions["helpline"].db
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        ins = s.scalars(select(Message).where(Message.direction == "in")).all()
+        assert esc.message_count == 3 and {m.escalation_id for m in ins} == {esc.id}
+        assert count(db, Outbox, Outbox.kind == "page") == 1
