@@ -668,9 +668,9 @@ def _opening_statement(columns: tuple[str, ...], pages: int, reply: bool):
     extra = [_MESSAGES.update().where(_MESSAGES.c.id == bindparam("j_message_id"))
              .values(escalation_id=bindparam("j_escalation_id", type_=_MESSAGES.c.escalation_id.type))
              .returning(_MESSAGES.c.id).cte("joined")]
-    if pages:
-        extra.append(_OUTBOX.insert().values([_params(_OUTBOX, f"p{n}_", _PAGE_COLUMNS) for n in range(pages)])
-                     .returning(_OUTBOX.c.id).cte("pages"))
+    for n in range(pages):  # one single-row INSERT each: a multi-row VALUES would not be in SQLAlchemy's cache
+        extra.append(_OUTBOX.insert().values(_params(_OUTBOX, f"p{n}_", _PAGE_COLUMNS))
+                     .returning(_OUTBOX.c.id).cte(f"page{n}"))
     if reply:
         out = _params(_MESSAGES, "r_", ("contact_id", "reply_to_id", *_REPLY_COLUMNS))
         extra.append(_MESSAGES.insert().values(out).returning(_MESSAGES.c.id).cte("reply"))
