@@ -13,17 +13,18 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Sequence
 from uuid import uuid4
 
-from sqlalchemy import bindparam, literal_column, select
+from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Bot, Decision, Inbound, State
-from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, Tier, channel_spec,
-                             rank)
+from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, OutboxStatus, Tier,
+                             channel_spec, rank)
 from bot.store.db import Database, DeadlineExceeded, StaleConnection, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
@@ -297,6 +298,9 @@ class Helpline:
                 conn = s.connection()  # Core statements on the session's own transaction
                 seen = _seen_values(decision, now)
                 counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
+                if self._fits_one_statement(contact, escalation, decision, counted, msg.channel):
+                    return self._store_fused(s, msg, contact, escalation, decision, seen, now, replayed_at,
+                                             page_at=utcnow() if replayed_at else now, paged=paged)
                 refusable = counted and replayed_at is None
                 touched = contact is None and not refusable  # a new sender's row is written whole at once
                 if contact is None:
@@ -308,11 +312,7 @@ class Helpline:
                     # The caller's flood limit. Never a crisis: those go through whatever the counters say.
                     logger.warning("%s over its limit: refused", contact.masked)
                     return Outcome(None, decision, stored=False, refused=True)
-                if decision.reply and replayed_at is None:
-                    decision = self._reply_limit(s, contact, decision, now)
-                elif (decision.reply and decision.kind not in NEVER_LIMITED
-                      and not channel_spec(contact.channel).training):
-                    self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
+                decision = self._count_reply(s, contact, decision, now, replayed_at)
                 if not touched:
                     conn.execute(_TOUCH, {"contact_id": contact.id, **seen})
                     contact = replace(contact, language=seen.get("language", contact.language),
@@ -350,6 +350,108 @@ class Helpline:
                             f" ({verdict.severity})" if verdict.severity else "")
                 return Outcome(decision.reply, decision, stored=True,
                                escalation_id=escalation.id if escalation is not None else None)
+
+    def _fits_one_statement(self, contact: "_Texter | None", escalation: Escalation | None, decision: Decision,
+                            counted: bool, channel: str) -> bool:
+        """Whether this text's writes can be fused into one or two PostgreSQL statements (``_store_fused``).
+
+        So they can when it updates no open escalation with its own verdict (that may re-page or hold
+        a reply), counts against none of the caller's limits (those may refuse it before anything is
+        stored), and, for a new sender, when no reply limit needs the sender's id before the reply.
+        """
+        if not self.db.postgres or (decision.triage.escalate and escalation is not None) or counted:
+            return False
+        return contact is not None or not self._limits_reply(decision, channel)
+
+    def _limits_reply(self, decision: Decision, channel: str) -> bool:
+        """Whether this reply counts against the per-sender reply limit."""
+        return (bool(decision.reply) and self.reply_limit.max > 0 and decision.kind not in NEVER_LIMITED
+                and not channel_spec(channel).training)
+
+    def _count_reply(self, s: Session, contact: "_Texter", decision: Decision, now: datetime,
+                     replayed_at: str | None) -> Decision:
+        """The reply limit: applied to a text answered now, counted for one answered during an outage."""
+        if decision.reply and replayed_at is None:
+            return self._reply_limit(s, contact, decision, now)
+        if decision.reply and self._limits_reply(decision, contact.channel):
+            self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
+        return decision
+
+    def _store_fused(self, s: Session, msg: Inbound, contact: "_Texter | None", escalation: Escalation | None,
+                     decision: Decision, seen: dict, now: datetime, replayed_at: str | None, page_at: datetime,
+                     paged: tuple[list, str | None]) -> Outcome:
+        """PostgreSQL: the sender's row (new, or touched), the inbound message and the reply written by ONE
+        statement (data-modifying CTEs, ``_routine_statement``); a text that opens an escalation adds a
+        second one for the escalation, its pages, the inbound row's link to it and the reply
+        (``_opening_statement``), its id drawn from the sequence by the first.
+
+        A routine text then costs four round trips (BEGIN, the lookup, this, COMMIT) instead of six, a
+        new crisis six instead of ten. The same unique keys guard it: a concurrent delivery of the
+        MessageSid, or another process creating the sender's row, fails the statement with an
+        ``IntegrityError`` and ``handle`` retries.
+        """
+        if contact is not None:
+            decision = self._count_reply(s, contact, decision, now, replayed_at)
+        verdict = decision.triage
+        opening = verdict.escalate  # with no open escalation (``_fits_one_statement``)
+        joined = escalation.id if escalation is not None else None  # it joins the escalation a human has
+        reply = decision.reply if replayed_at is None else None  # a replayed text was answered when it came
+        params = {f"m_{k}": v for k, v in dict(
+            direction=Direction.IN, sid=msg.message_id, body=msg.body, media_count=msg.media_count,
+            kind=decision.kind, severity=verdict.severity, crisis_kind=verdict.kind, rule=verdict.rule,
+            topic=decision.topic, language=decision.language, escalation_id=joined, created_at=now).items()}
+        if contact is None:
+            params.update({f"c_{k}": v for k, v in {
+                "address": msg.sender, "channel": msg.channel, "created_at": now, "language": None,
+                "opted_out": False, "opted_out_at": None, **seen}.items()})
+        else:
+            params.update({f"c_{k}": v for k, v in seen.items()}, c_id=contact.id, m_contact_id=contact.id)
+        if reply and not opening:
+            params.update(_reply_params(reply, decision, joined, now))
+        statement = _routine_statement(contact is None, tuple(sorted(seen)) if contact else (),
+                                       bool(reply) and not opening, opening)
+        row = s.connection().execute(statement, params).one()
+        texter = _Texter(row[0], msg.sender, contact.channel if contact else msg.channel,
+                         seen.get("language", contact and contact.language),
+                         seen.get("opted_out", bool(contact and contact.opted_out)))
+        if opening:
+            escalation, decision = self._open_fused(s, texter, row[1], row[2], decision, msg, now, page_at, paged,
+                                                    replayed_at)
+            joined = escalation.id
+        elif escalation is not None:
+            escalation.message_count += 1
+            escalation.updated_at = now
+        logger.info("inbound %s from %s: %s%s", msg.message_id or "-", texter.masked, decision.kind,
+                    f" ({verdict.severity})" if verdict.severity else "")
+        return Outcome(decision.reply, decision, stored=True, escalation_id=joined)
+
+    def _open_fused(self, s: Session, contact: "_Texter", inbound_id: int, escalation_id: int, decision: Decision,
+                    msg: Inbound, now: datetime, page_at: datetime, paged: tuple[list, str | None],
+                    replayed_at: str | None) -> tuple[Escalation, Decision]:
+        """The second statement of ``_store_fused``: escalation ``escalation_id``, its first round of pages,
+        the inbound row joined to it, and the reply (the alerted one when a page is queued)."""
+        escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
+        escalation.id = escalation_id
+        verdict = decision.triage
+        if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
+            decision = replace(decision, reply=decision.alerted_reply)  # true now: a page is queued in this transaction
+        reply = decision.reply if replayed_at is None else None
+        columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
+        params = {f"e_{k}": v for k, v in columns.items()} | {"j_message_id": inbound_id, "j_escalation_id": escalation.id}
+        if people:
+            body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
+                             address=contact.address)
+            for n, page in enumerate(page_rows(escalation.id, people, body, 0, page_at)):
+                params.update({f"p{n}_{k}": v for k, v in page.items()}, **{
+                    f"p{n}_status": OutboxStatus.PENDING, f"p{n}_attempts": 0, f"p{n}_local": False})
+        if reply:
+            params.update(_reply_params(reply, decision, escalation.id, now), r_contact_id=contact.id,
+                          r_reply_to_id=inbound_id)
+        s.connection().execute(_opening_statement(tuple(columns), len(people), bool(reply)), params)
+        self._log_opened(escalation, people, verdict)
+        logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind,
+                       contact.masked, verdict.rule)
+        return escalation, decision
 
     def _over(self, s: Session, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
         """Count this text against each of the caller's limits; True when any is exceeded."""
@@ -401,6 +503,20 @@ class Helpline:
 
         Returns the escalation as a transient object (not in the session) for the caller's logging and reply.
         """
+        escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
+        columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
+        conn = s.connection()
+        escalation.id = conn.execute(_NEW_ESCALATION, columns).scalar_one()
+        if people:
+            body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
+                             address=contact.address)
+            conn.execute(_OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
+        self._log_opened(escalation, people, decision.triage)
+        return escalation
+
+    def _new_escalation(self, contact: "_Texter", inbound_id: int, decision: Decision, msg: Inbound,
+                        now: datetime, page_at: datetime, paged: tuple[list, str | None]) -> tuple[Escalation, list]:
+        """A new escalation's row (transient, no id yet) with its paging fields, and who its first round pages."""
         verdict = decision.triage
         escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
                                 kind=verdict.kind, rule=verdict.rule, rules=",".join(verdict.rules),
@@ -414,17 +530,14 @@ class Helpline:
             people, escalation.page_problem = paged
             if people:
                 escalation.first_paged_at = escalation.last_paged_at = page_at
-        columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
-        conn = s.connection()
-        escalation.id = conn.execute(_NEW_ESCALATION, columns).scalar_one()
+        return escalation, people
+
+    @staticmethod
+    def _log_opened(escalation: Escalation, people: list, verdict) -> None:
         if people:
-            body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
-                             address=contact.address)
-            conn.execute(_OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
             logger.warning("escalation %d: %d page(s) queued", escalation.id, len(people))
         elif Tier(verdict.severity).pages and escalation.spec.pages_staff:
             logger.critical("escalation %d cannot be paged: no active staff", escalation.id)
-        return escalation
 
     def _hold(self, escalation: Escalation, decision: Decision, now: datetime) -> None:
         """A crisis text in a claimed conversation: the owner's dashboard alerts at once; the dispatcher
@@ -486,6 +599,82 @@ _NEW_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
 _JOIN_ESCALATION = _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_id"))
 _NEW_ESCALATION = _ESCALATIONS.insert().returning(_ESCALATIONS.c.id)
 _TOUCH = _CONTACTS.update().where(_CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
+
+
+_NEW_CONTACT_COLUMNS = ("address", "channel", "created_at", "last_seen_at", "language", "opted_out", "opted_out_at")
+_INBOUND_COLUMNS = ("direction", "sid", "body", "media_count", "kind", "severity", "crisis_kind", "rule", "topic",
+                    "language", "escalation_id", "created_at")
+_REPLY_COLUMNS = ("direction", "body", "kind", "escalation_id", "language", "media_count", "created_at")
+
+
+def _params(table, prefix: str, names: Sequence[str]) -> dict:
+    """Typed bind parameters ``prefix + name`` for ``names`` (every column with a default is named, so
+    SQLAlchemy adds no default parameters of its own, whose names would clash between two inserts)."""
+    return {name: bindparam(prefix + name, type_=table.c[name].type) for name in names}
+
+
+def _reply_params(reply: str, decision: Decision, escalation_id: int | None, now: datetime) -> dict:
+    """The ``r_*`` parameters of the bot's reply row."""
+    return {f"r_{k}": v for k, v in dict(direction=Direction.OUT, body=reply, kind=Author.BOT,
+                                         escalation_id=escalation_id, language=decision.language, media_count=0,
+                                         created_at=now).items()}
+
+
+@lru_cache(maxsize=None)
+def _routine_statement(new_contact: bool, touched: tuple[str, ...], reply: bool, escalation_id: bool = False):
+    """One PostgreSQL statement for a routine text: the sender's row, the inbound message, the reply.
+
+    ``new_contact``: insert the sender (``c_*`` parameters) and take its id from the insert; else
+    update the ``touched`` columns of sender ``c_id`` (the inbound row names ``m_contact_id``, so a
+    sender that vanished meanwhile fails the foreign key, as the separate statements did). ``reply``:
+    also the bot's reply (``r_*``), pointing at the inbound row. Returns (contact id, inbound id), and
+    with ``escalation_id`` a third column: a new escalation's id drawn from its sequence.
+    Data-modifying CTEs all run, referenced or not, in the one statement's transaction.
+    """
+    extra = []
+    values = _params(_MESSAGES, "m_", _INBOUND_COLUMNS)
+    if new_contact:
+        sender = (_CONTACTS.insert().values(_params(_CONTACTS, "c_", _NEW_CONTACT_COLUMNS))
+                  .returning(_CONTACTS.c.id).cte("sender"))
+        inbound = _MESSAGES.insert().from_select(["contact_id", *values], select(sender.c.id, *values.values()))
+    else:
+        extra.append(_CONTACTS.update().where(_CONTACTS.c.id == bindparam("c_id"))
+                     .values(_params(_CONTACTS, "c_", touched)).returning(_CONTACTS.c.id).cte("sender"))
+        inbound = _MESSAGES.insert().values(contact_id=bindparam("m_contact_id", type_=_MESSAGES.c.contact_id.type),
+                                            **values)
+    inbound = inbound.returning(_MESSAGES.c.id, _MESSAGES.c.contact_id).cte("inbound")
+    if reply:
+        out = _params(_MESSAGES, "r_", _REPLY_COLUMNS)
+        extra.append(_MESSAGES.insert().from_select(["contact_id", "reply_to_id", *out],
+                                                    select(inbound.c.contact_id, inbound.c.id, *out.values()))
+                     .returning(_MESSAGES.c.id).cte("reply"))
+    columns = [inbound.c.contact_id, inbound.c.id]
+    if escalation_id:
+        columns.append(func.nextval(func.pg_get_serial_sequence(_ESCALATIONS.name, _ESCALATIONS.c.id.name)))
+    return select(*columns).add_cte(*extra)
+
+
+_PAGE_COLUMNS = ("kind", "to_address", "body", "escalation_id", "staff_id", "page_round", "next_attempt_at",
+                 "created_at", "status", "attempts", "local")
+
+
+@lru_cache(maxsize=None)
+def _opening_statement(columns: tuple[str, ...], pages: int, reply: bool):
+    """One PostgreSQL statement for a new escalation: its row (``e_*``: ``columns``, the id among them), its
+    ``pages`` page rows (``p0_*``, ``p1_*``...), the inbound row ``j_message_id`` joined to it, and with
+    ``reply`` the bot's reply (``r_*``, ``r_contact_id``, ``r_reply_to_id``)."""
+    escalation = _ESCALATIONS.insert().values(_params(_ESCALATIONS, "e_", columns)).returning(_ESCALATIONS.c.id)
+    escalation = escalation.cte("escalation")
+    extra = [_MESSAGES.update().where(_MESSAGES.c.id == bindparam("j_message_id"))
+             .values(escalation_id=bindparam("j_escalation_id", type_=_MESSAGES.c.escalation_id.type))
+             .returning(_MESSAGES.c.id).cte("joined")]
+    for n in range(pages):  # one single-row INSERT each: a multi-row VALUES would not be in SQLAlchemy's cache
+        extra.append(_OUTBOX.insert().values(_params(_OUTBOX, f"p{n}_", _PAGE_COLUMNS))
+                     .returning(_OUTBOX.c.id).cte(f"page{n}"))
+    if reply:
+        out = _params(_MESSAGES, "r_", ("contact_id", "reply_to_id", *_REPLY_COLUMNS))
+        extra.append(_MESSAGES.insert().values(out).returning(_MESSAGES.c.id).cte("reply"))
+    return select(escalation.c.id).add_cte(*extra)
 
 
 def _seen_values(decision: Decision, now: datetime) -> dict:

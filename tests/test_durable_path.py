@@ -8,11 +8,13 @@ a moment ago: the text must still be stored, not spooled.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import threading
 import time
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 import bot.store.db as store_db
 from bot.staff.accounts import add_staff
@@ -29,6 +31,10 @@ ROUTINE = "what are your hours"
 @pytest.fixture
 def pair(settings):
     """Two app instances on one database, like two gunicorn workers."""
+    yield from make_pair(settings)
+
+
+def make_pair(settings):
     apps = []
     for _ in range(2):
         app = create_app(settings)
@@ -142,3 +148,159 @@ def test_the_writer_lock_file_held_elsewhere_bounds_the_wait_and_the_text_is_spo
     db.breaker.succeeded()  # as after the cool-down's probe
     assert app.extensions["helpline"].helpline.replay_spool() == 1
     assert count(db, Message, Message.direction == "in") == 2 and count(db, Escalation) == 1
+
+
+# --- one statement for a routine text on PostgreSQL (data-modifying CTEs) ---------------------------
+
+def statements(db) -> list[str]:
+    """Every SQL statement the app's engine sends from now on (listened to, not altered)."""
+    sent: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    return sent
+
+
+@pytest.mark.parametrize("reply_limit", [0, 10])
+def test_a_routine_text_is_stored_whole_and_on_postgresql_in_one_write_statement(settings, reply_limit):
+    app = create_app(dataclasses.replace(settings, reply_limit_per_hour=reply_limit))
+    app.config["TESTING"] = True
+    db = app.extensions["helpline"].db
+    db.create_all()
+    sms = SMS(app.test_client())
+    try:
+        sent = statements(db)
+        first = sms.send("hola, cuáles son los síntomas?")
+        writes_new = [q for q in sent if not q.lstrip().upper().startswith("SELECT")]
+        sent.clear()
+        second = sms.send("ok?")
+        writes_known = [q for q in sent if not q.lstrip().upper().startswith("SELECT")]
+        with db.session() as s:
+            contact = s.scalar(select(Contact).where(Contact.address == TEXTER))
+            ins = s.scalars(select(Message).where(Message.direction == "in").order_by(Message.id)).all()
+            outs = s.scalars(select(Message).where(Message.direction == "out").order_by(Message.id)).all()
+        assert contact.language == "es" and contact.last_seen_at == ins[1].created_at
+        assert [m.contact_id for m in ins + outs] == [contact.id] * 4
+        assert [m.reply_to_id for m in outs] == [m.id for m in ins]
+        assert [m.body for m in outs] == [first.text, second.text] and second.text == message(app, "menu", "es")
+        assert [m.kind for m in outs] == ["bot", "bot"] and ins[0].sid != ins[1].sid
+        if db.postgres:
+            # The known sender's text: one statement writes it (the reply limit's counter aside); a new
+            # sender's too unless a reply limit needs the new row's id first.
+            counters = [q for q in writes_known if "rate_counters" in q]
+            assert len(writes_known) == 1 + len(counters) and "WITH sender AS" in writes_known[-1]
+            assert (len(writes_new) == 1) == (reply_limit == 0)
+    finally:
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("known", [False, True])
+@pytest.mark.parametrize("reply_limit", [0, 10])
+def test_concurrent_retries_of_a_routine_text_through_two_processes_store_it_once(settings, known, reply_limit):
+    """Six deliveries of one MessageSid at once, three through each process: one inbound row, one reply,
+    one answer for all; a text joining an open escalation counts in it once. (With no reply limit a new
+    sender's text takes the one-statement path on PostgreSQL too.)"""
+    pairs = make_pair(dataclasses.replace(settings, reply_limit_per_hour=reply_limit))
+    (app_a, app_b), (a, b) = next(pairs)
+    if known:
+        a.send("HELP")  # a review escalation, open: the next routine text joins it
+    sent = [statements(app.extensions["helpline"].db) for app in (app_a, app_b)]
+    params = a.params(ROUTINE, sid="SM" + "5" * 32)
+    replies = at_once([lambda i=i: (a, b)[i % 2].post(params) for i in range(6)])
+    assert [r.status for r in replies] == [200] * 6
+    assert len({r.text for r in replies}) == 1 and "(562) 573-1504" in replies[0].text
+    db = app_a.extensions["helpline"].db
+    one_statement = db.postgres and (known or reply_limit == 0)  # else the new row's id goes to the reply limit
+    assert one_statement == any("WITH sender AS" in q for q in sent[0] + sent[1])
+    with db.session() as s:
+        [inbound] = s.scalars(select(Message).where(Message.sid == params["MessageSid"])).all()
+        [out] = s.scalars(select(Message).where(Message.reply_to_id == inbound.id)).all()
+        assert out.body == replies[0].text and s.scalar(select(func.count()).select_from(Contact)) == 1
+        escalations = s.scalars(select(Escalation)).all()
+        if known:
+            [esc] = escalations
+            assert esc.message_count == 2 and inbound.escalation_id == esc.id == out.escalation_id
+        else:
+            assert escalations == []
+    next(pairs, None)
+
+
+def test_a_new_sender_racing_itself_through_two_processes_gets_one_row_and_every_text_stored(settings):
+    """Six different texts from one new sender at once: the losers of the race to create the sender's row
+    retry as a known sender; every text is stored and answered once."""
+    pairs = make_pair(dataclasses.replace(settings, reply_limit_per_hour=0))
+    (app_a, _), (a, b) = next(pairs)
+    forms = [(a, b)[i % 2].params(ROUTINE, sid=f"SM{i:032d}") for i in range(6)]
+    replies = at_once([lambda i=i: (a, b)[i % 2].post(forms[i]) for i in range(6)])
+    assert [r.status for r in replies] == [200] * 6 and all("(562) 573-1504" in r.text for r in replies)
+    db = app_a.extensions["helpline"].db
+    assert count(db, Contact) == 1
+    assert count(db, Message, Message.direction == "in") == 6 and count(db, Message, Message.direction == "out") == 6
+    assert app_a.extensions["helpline"].helpline.spool.counts().pending == 0
+    next(pairs, None)
+
+
+def at_once(calls: list) -> list:
+    """Run ``calls`` in threads released together; their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_concurrent_retries_of_a_new_crisis_through_two_processes_open_one_escalation_and_page_once(pair):
+    """On PostgreSQL a new crisis is two statements (sender and inbound; escalation, page, link and reply):
+    six simultaneous deliveries of its MessageSid still leave one of each and one answer for all."""
+    (app_a, app_b), (a, b) = pair
+    sent = [statements(app.extensions["helpline"].db) for app in (app_a, app_b)]
+    params = a.params(CRISIS, sid="SM" + "6" * 32)
+    replies = at_once([lambda i=i: (a, b)[i % 2].post(params) for i in range(6)])
+    assert [r.status for r in replies] == [200] * 6
+    assert len({r.text for r in replies}) == 1 and "911" in replies[0].text
+    db = app_a.extensions["helpline"].db
+    with db.session() as s:
+        [inbound] = s.scalars(select(Message).where(Message.sid == params["MessageSid"])).all()
+        [out] = s.scalars(select(Message).where(Message.reply_to_id == inbound.id)).all()
+        [esc] = s.scalars(select(Escalation)).all()
+        [page] = s.scalars(select(Outbox)).all()
+        assert out.body == replies[0].text and inbound.escalation_id == esc.id == out.escalation_id
+        assert esc.first_message_id == inbound.id and esc.message_count == 1 and esc.first_paged_at is not None
+        assert page.escalation_id == esc.id and f"#{esc.id}" in page.body
+    if db.postgres:
+        writes = [q for q in sent[0] + sent[1] if not q.lstrip().upper().startswith("SELECT")]
+        opening = [q for q in writes if "INSERT INTO escalations" in q]
+        assert len(opening) == 1 and "INSERT INTO outbox" in opening[0] and "UPDATE messages" in opening[0]
+        # Every other write: the first statement (sender and inbound), which the losers' tries failed on.
+        assert [q for q in writes if q not in opening] and all(q.startswith("WITH sender AS") for q in writes
+                                                               if q not in opening)
+
+
+def test_a_crisis_then_a_routine_text_on_the_one_statement_path_keep_one_escalation(pair):
+    (app_a, _), (a, b) = pair
+    assert "911" in a.send(CRISIS).text
+    b.send(ROUTINE)  # joins the open escalation through the other process
+    a.send("I took 30 valium and now I can't breathe")  # escalates again: the separate statements update it
+    db = app_a.extensions["helpline"].db
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        ins = s.scalars(select(Message).where(Message.direction == "in")).all()
+        assert esc.message_count == 3 and {m.escalation_id for m in ins} == {esc.id}
+        assert count(db, Outbox, Outbox.kind == "page") == 1
+
+
+def test_the_fused_statements_are_compiled_once_not_per_text():
+    """SQLAlchemy compiles a statement once per shape only when it can key it (a multi-row VALUES cannot):
+    one it cannot key is compiled again for every text, which cost more than the round trips saved."""
+    from bot.service import _opening_statement, _routine_statement
+    columns = tuple(c.key for c in Escalation.__table__.columns if c.key not in ("resolved_at", "note"))
+    shapes = [_routine_statement(True, (), True), _routine_statement(False, ("language", "last_seen_at"), False),
+              _routine_statement(True, ("last_seen_at",), False, True), _opening_statement(columns, 0, False),
+              _opening_statement(columns, 3, True)]
+    assert all(shape._generate_cache_key() is not None for shape in shapes)

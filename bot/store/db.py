@@ -313,6 +313,7 @@ class Database:
         self.session_seconds = session_seconds
         self.sqlite = url.startswith("sqlite")
         self.engine: Engine = make_engine(url)
+        self.postgres = self.engine.dialect.name == "postgresql"  # data-modifying CTEs (one statement, many rows)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.breaker = Breaker()
         self.watchdog = Watchdog()
