@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bot.core.engine import Bot, Decision, Inbound, State
 from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, OutboxStatus, Tier,
-                             channel_spec, rank)
+                             channel_spec, pages, rank)
 from bot.store.db import Database, DeadlineExceeded, StaleConnection, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
@@ -58,17 +58,18 @@ class Outcome:
 
 
 def recent_texts(s: Session, contact_id: int, since: datetime, limit: int = RECENT_LIMIT) -> tuple[str, ...]:
-    """The sender's last few texts since ``since`` that did not escalate on their own, oldest first.
+    """The sender's last few texts since ``since`` that did not page on their own, oldest first.
 
     They are read together with a new text ("i just took" + "30 of them"); the walk back stops at a
-    text that escalated, whose verdict already stands.
+    text that paged, whose verdict already stands. A text held for review still joins: the next one
+    may finish the crisis it began ("i just took", read the same day, then "30 of them").
     """
     rows = s.execute(select(Message.severity, Message.body).where(
         Message.contact_id == contact_id, Message.direction == Direction.IN, Message.created_at >= since)
         .order_by(Message.id.desc()).limit(limit)).all()
     recent = []
     for severity, body in rows:
-        if severity is not None:
+        if severity is not None and pages(severity):
             break
         if body:
             recent.append(body)
@@ -659,16 +660,16 @@ _PAGE_COLUMNS = ("kind", "to_address", "body", "escalation_id", "staff_id", "pag
 
 
 @lru_cache(maxsize=None)
-def _opening_statement(columns: tuple[str, ...], pages: int, reply: bool):
+def _opening_statement(columns: tuple[str, ...], page_count: int, reply: bool):
     """One PostgreSQL statement for a new escalation: its row (``e_*``: ``columns``, the id among them), its
-    ``pages`` page rows (``p0_*``, ``p1_*``...), the inbound row ``j_message_id`` joined to it, and with
+    ``page_count`` page rows (``p0_*``, ``p1_*``...), the inbound row ``j_message_id`` joined to it, and with
     ``reply`` the bot's reply (``r_*``, ``r_contact_id``, ``r_reply_to_id``)."""
     escalation = _ESCALATIONS.insert().values(_params(_ESCALATIONS, "e_", columns)).returning(_ESCALATIONS.c.id)
     escalation = escalation.cte("escalation")
     extra = [_MESSAGES.update().where(_MESSAGES.c.id == bindparam("j_message_id"))
              .values(escalation_id=bindparam("j_escalation_id", type_=_MESSAGES.c.escalation_id.type))
              .returning(_MESSAGES.c.id).cte("joined")]
-    for n in range(pages):  # one single-row INSERT each: a multi-row VALUES would not be in SQLAlchemy's cache
+    for n in range(page_count):  # one single-row INSERT each: a multi-row VALUES would not be in SQLAlchemy's cache
         extra.append(_OUTBOX.insert().values(_params(_OUTBOX, f"p{n}_", _PAGE_COLUMNS))
                      .returning(_OUTBOX.c.id).cte(f"page{n}"))
     if reply:

@@ -576,3 +576,23 @@ def test_an_open_review_escalation_does_not_silence_the_bot(sms, db):
     with db.session() as s:
         [esc] = s.scalars(select(Escalation)).all()
         assert esc.severity == "review" and esc.message_count == 2
+
+
+@pytest.mark.storage
+def test_recent_texts_join_a_text_held_for_review_but_stop_at_one_that_paged(db):
+    """A text read the same day ("i just took", review) may be finished by the next one ("30 of them");
+    a text that already paged has its verdict, and nothing before it joins."""
+    from datetime import timedelta
+
+    from bot.service import recent_texts
+    from bot.store.models import Contact, Message, utcnow
+    start = utcnow() - timedelta(minutes=5)
+    with db.session() as s:
+        contact = Contact(address="+15555550177")
+        s.add(contact)
+        s.flush()
+        for body, severity in [("before the page", None), ("i want to die", "urgent"), ("after the page", None),
+                               ("i just took", "review"), ("a minute later", None)]:
+            s.add(Message(contact_id=contact.id, direction="in", body=body, severity=severity))
+            s.flush()
+        assert recent_texts(s, contact.id, start) == ("after the page", "i just took", "a minute later")
