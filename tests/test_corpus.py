@@ -68,8 +68,9 @@ def holds(m: dict, floor: dict) -> None:
 # blind-c 163/179 (91.1%), 150 (83.8%), 26/204 (12.7%). A, B and C then chose between two retrained
 # models (README); blind-d, written after, was read once, for the chosen one: 172/178 (96.6%), 163
 # (91.6%), 17/204 (8.3%), 8 paged (3.9%). A-D then turned down a model retrained on five more writers
-# (fewer crises paged); blind-e, written after, was read once, for the shipped model: 172/177 (97.2%),
-# 161 paged (91.0%), 18/206 (8.7%), 7 paged (3.4%). The floors are the shipped model's figures, rounded.
+# (fewer crises paged); blind-e, written after, was read once: 172/177 (97.2%), 161 paged (91.0%),
+# 18/206 (8.7%), 7 paged (3.4%). The shipped model adds one rule's examples to the one read first
+# (README): blind-d 172, 164 paged, 17, 9 paged; blind-e the same. The floors are the shipped figures.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -91,7 +92,7 @@ def test_written_texts_held_out_from_training(bot):
 
 
 # First look (2026-11-28): 684/751 crises escalated (91.1%), 596 paged (79.4%), 131/1,456 routine
-# escalated (9.0%), 57 paged (3.9%).
+# escalated (9.0%), 57 paged (3.9%); the shipped model (one more rule): 684, 607, 131, 59.
 WRITTEN_HELDOUT_FLOOR = {"crisis_escalated": 0.91, "crisis_paged": 0.79, "routine_escalated_max": 0.09}
 
 
@@ -144,7 +145,7 @@ def test_second_round_forum_texts_picked_by_the_model(bot):
 
 # First look (2026-11-28, the triage that picked them): crises 35/84 escalated (41.7%), 14/84 paged
 # (16.7%); routine 277/2,157 escalated (12.8%), 78 paged (3.6%). The model retrained the same day on more
-# written text: 37/84 (44.0%), 14 (16.7%), 293 (13.6%), 71 (3.3%). Far from the targets: real crises on a
+# written text: 37/84 (44.0%), 16 (19.0%), 294 (13.6%), 80 (3.7%). Far from the targets: real crises on a
 # drug forum read like the drug talk around them (README, "What the gap is").
 ROUND2_FLOOR = {"crisis_escalated": 0.44, "crisis_paged": 0.16, "routine_escalated_max": 0.14}
 

@@ -84,17 +84,9 @@ def test_idioms_and_routine_vocabulary_do_not_escalate(bot, text):
 
 
 @pytest.mark.parametrize("text", ["KMS", "i w4nt to k1ll myself", "SUICDIE", "want 2 unalive myself",
-                                  "took 30 valiumm"])
+                                  "took 30 valiumm", "i wanna diee"])
 def test_caps_typos_and_leetspeak_still_page(bot, text):
     assert bot.triager.triage(text).pages
-
-
-def test_a_typo_the_model_doubts_still_reaches_a_human(bot):
-    """A typo-corrected crisis word is weak evidence: a model unsure of it may lower the page to a
-    same-day read, never drop it. The model trained on 2026-11-28 pages "i wanna diee" at 0.70 against
-    a threshold of 0.72 (that model pages 16 more of the 529 blind-set crises than the one before)."""
-    verdict = bot.triager.triage("i wanna diee")
-    assert verdict.escalate and verdict.kind == "suicide"
 
 
 def test_a_crisis_buried_in_a_long_routine_text_escalates(bot):
