@@ -13,23 +13,23 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Sequence
 from uuid import uuid4
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Bot, Decision, Inbound, State
-from bot.core.states import (OPEN_STATUSES, Author, DecisionKind, Direction, EscalationStatus, OutboxStatus, Tier,
-                             channel_spec, pages, rank)
+from bot.core.states import (Author, DecisionKind, Direction, EscalationStatus, OutboxStatus, Tier, channel_spec,
+                             pages, rank)
 from bot.store.db import Database, DeadlineExceeded, StaleConnection, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
 from bot.staff.paging import enqueue_round, page_recipients, page_rows, page_text
-from bot.store.models import Contact, Escalation, Message, Outbox, mask, mask_numbers, utcnow
+from bot.store import writes
+from bot.store.models import Escalation, Message, mask, mask_numbers, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class Helpline:
         """
         with self.db.write_lock, self.db.session() as s:
             try:
-                found = s.connection().execute(_LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
+                found = s.connection().execute(writes.LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
             except DBAPIError as exc:
                 if exc.connection_invalidated:  # not pinged at checkout (db.PING_IDLE); nothing written yet
                     raise StaleConnection() from exc
@@ -307,7 +307,7 @@ class Helpline:
                 if contact is None:
                     row = {"address": msg.sender, "channel": msg.channel, "created_at": now, "last_seen_at": now,
                            **(seen if touched else {})}
-                    contact = _Texter(conn.execute(_NEW_CONTACT, row).scalar_one(), msg.sender, msg.channel,
+                    contact = _Texter(conn.execute(writes.NEW_CONTACT, row).scalar_one(), msg.sender, msg.channel,
                                       row.get("language"), row.get("opted_out", False))
                 if counted and self._over(s, limits, now) and refusable:
                     # The caller's flood limit. Never a crisis: those go through whatever the counters say.
@@ -315,13 +315,13 @@ class Helpline:
                     return Outcome(None, decision, stored=False, refused=True)
                 decision = self._count_reply(s, contact, decision, now, replayed_at)
                 if not touched:
-                    conn.execute(_TOUCH, {"contact_id": contact.id, **seen})
+                    conn.execute(writes.TOUCH, {"contact_id": contact.id, **seen})
                     contact = replace(contact, language=seen.get("language", contact.language),
                                       opted_out=seen.get("opted_out", contact.opted_out))
                 # A text joins the escalation a human already has (its transcript stays together); one
                 # that escalates on its own gets its escalation's id once that exists.
                 joined = escalation.id if escalation is not None else None
-                inbound_id = conn.execute(_NEW_MESSAGE, dict(
+                inbound_id = conn.execute(writes.NEW_MESSAGE, dict(
                     contact_id=contact.id, direction=Direction.IN, sid=msg.message_id, body=msg.body,
                     media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
                     crisis_kind=verdict.kind, rule=verdict.rule, topic=decision.topic, language=decision.language,
@@ -331,7 +331,7 @@ class Helpline:
                     escalation = self._escalate(s, contact, escalation, inbound_id, decision, msg, now,
                                                 page_at=utcnow() if replayed_at else now, paged=paged)
                     if joined is None:
-                        conn.execute(_JOIN_ESCALATION, {"message_id": inbound_id, "escalation_id": escalation.id})
+                        conn.execute(writes.JOIN_ESCALATION, {"message_id": inbound_id, "escalation_id": escalation.id})
                         joined = escalation.id
                     if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                         self._hold(escalation, decision, now)
@@ -344,7 +344,7 @@ class Helpline:
                     escalation.message_count += 1
                     escalation.updated_at = now
                 if decision.reply and replayed_at is None:  # a replayed text was answered when it came
-                    conn.execute(_MESSAGES.insert(), dict(
+                    conn.execute(writes.MESSAGES.insert(), dict(
                         contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
                         reply_to_id=inbound_id, escalation_id=joined, language=decision.language, created_at=now))
                 logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
@@ -382,9 +382,9 @@ class Helpline:
                      decision: Decision, seen: dict, now: datetime, replayed_at: str | None, page_at: datetime,
                      paged: tuple[list, str | None]) -> Outcome:
         """PostgreSQL: the sender's row (new, or touched), the inbound message and the reply written by ONE
-        statement (data-modifying CTEs, ``_routine_statement``); a text that opens an escalation adds a
+        statement (data-modifying CTEs, ``writes.routine_statement``); a text that opens an escalation adds a
         second one for the escalation, its pages, the inbound row's link to it and the reply
-        (``_opening_statement``), its id drawn from the sequence by the first.
+        (``writes.opening_statement``), its id drawn from the sequence by the first.
 
         A routine text then costs four round trips (BEGIN, the lookup, this, COMMIT) instead of six, a
         new crisis six instead of ten. The same unique keys guard it: a concurrent delivery of the
@@ -409,7 +409,7 @@ class Helpline:
             params.update({f"c_{k}": v for k, v in seen.items()}, c_id=contact.id, m_contact_id=contact.id)
         if reply and not opening:
             params.update(_reply_params(reply, decision, joined, now))
-        statement = _routine_statement(contact is None, tuple(sorted(seen)) if contact else (),
+        statement = writes.routine_statement(contact is None, tuple(sorted(seen)) if contact else (),
                                        bool(reply) and not opening, opening)
         row = s.connection().execute(statement, params).one()
         texter = _Texter(row[0], msg.sender, contact.channel if contact else msg.channel,
@@ -437,7 +437,7 @@ class Helpline:
         if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
             decision = replace(decision, reply=decision.alerted_reply)  # true now: a page is queued in this transaction
         reply = decision.reply if replayed_at is None else None
-        columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
+        columns = _escalation_values(escalation)
         params = {f"e_{k}": v for k, v in columns.items()} | {"j_message_id": inbound_id, "j_escalation_id": escalation.id}
         if people:
             body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
@@ -448,7 +448,7 @@ class Helpline:
         if reply:
             params.update(_reply_params(reply, decision, escalation.id, now), r_contact_id=contact.id,
                           r_reply_to_id=inbound_id)
-        s.connection().execute(_opening_statement(tuple(columns), len(people), bool(reply)), params)
+        s.connection().execute(writes.opening_statement(tuple(columns), len(people), bool(reply)), params)
         self._log_opened(escalation, people, verdict)
         logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind,
                        contact.masked, verdict.rule)
@@ -505,13 +505,13 @@ class Helpline:
         Returns the escalation as a transient object (not in the session) for the caller's logging and reply.
         """
         escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
-        columns = {c.key: v for c in _ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
+        columns = _escalation_values(escalation)
         conn = s.connection()
-        escalation.id = conn.execute(_NEW_ESCALATION, columns).scalar_one()
+        escalation.id = conn.execute(writes.NEW_ESCALATION, columns).scalar_one()
         if people:
             body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
                              address=contact.address)
-            conn.execute(_OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
+            conn.execute(writes.OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
         self._log_opened(escalation, people, decision.triage)
         return escalation
 
@@ -579,39 +579,9 @@ class _Texter:
         return mask(self.address)
 
 
-_MESSAGES = Message.__table__
-_CONTACTS = Contact.__table__
-_ESCALATIONS = Escalation.__table__
-_OUTBOX = Outbox.__table__
-_seen = _MESSAGES.alias("seen")
-_open = Escalation.__table__.alias("open_escalation")
-# One round trip for everything a text needs before it is decided: a stored copy (a retry), the
-# sender, and the sender's open escalation. The one-row SELECT keeps a row when neither exists.
-_LOOKUP = (select(_seen.c.id.label("seen_id"), _seen.c.escalation_id.label("seen_escalation_id"),
-                  _CONTACTS.c.id.label("contact_id"), _CONTACTS.c.channel, _CONTACTS.c.language,
-                  _CONTACTS.c.opted_out, _open.c.id.label("escalation_id"))
-           .select_from(select(literal_column("1").label("one")).subquery("one")
-                        .outerjoin(_seen, _seen.c.sid == bindparam("sid"))
-                        .outerjoin(_CONTACTS, _CONTACTS.c.address == bindparam("address"))
-                        .outerjoin(_open, (_open.c.contact_id == _CONTACTS.c.id)
-                                   & _open.c.status.in_([str(x) for x in OPEN_STATUSES]))))
-_NEW_CONTACT = _CONTACTS.insert().returning(_CONTACTS.c.id)  # columns: the parameters given
-_NEW_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
-_JOIN_ESCALATION = _MESSAGES.update().where(_MESSAGES.c.id == bindparam("message_id"))
-_NEW_ESCALATION = _ESCALATIONS.insert().returning(_ESCALATIONS.c.id)
-_TOUCH = _CONTACTS.update().where(_CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
-
-
-_NEW_CONTACT_COLUMNS = ("address", "channel", "created_at", "last_seen_at", "language", "opted_out", "opted_out_at")
-_INBOUND_COLUMNS = ("direction", "sid", "body", "media_count", "kind", "severity", "crisis_kind", "rule", "topic",
-                    "language", "escalation_id", "created_at")
-_REPLY_COLUMNS = ("direction", "body", "kind", "escalation_id", "language", "media_count", "created_at")
-
-
-def _params(table, prefix: str, names: Sequence[str]) -> dict:
-    """Typed bind parameters ``prefix + name`` for ``names`` (every column with a default is named, so
-    SQLAlchemy adds no default parameters of its own, whose names would clash between two inserts)."""
-    return {name: bindparam(prefix + name, type_=table.c[name].type) for name in names}
+def _escalation_values(escalation: Escalation) -> dict:
+    """A transient escalation's set columns, by name (the parameters of its INSERT)."""
+    return {c.key: v for c in writes.ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
 
 
 def _reply_params(reply: str, decision: Decision, escalation_id: int | None, now: datetime) -> dict:
@@ -619,63 +589,6 @@ def _reply_params(reply: str, decision: Decision, escalation_id: int | None, now
     return {f"r_{k}": v for k, v in dict(direction=Direction.OUT, body=reply, kind=Author.BOT,
                                          escalation_id=escalation_id, language=decision.language, media_count=0,
                                          created_at=now).items()}
-
-
-@lru_cache(maxsize=None)
-def _routine_statement(new_contact: bool, touched: tuple[str, ...], reply: bool, escalation_id: bool = False):
-    """One PostgreSQL statement for a routine text: the sender's row, the inbound message, the reply.
-
-    ``new_contact``: insert the sender (``c_*`` parameters) and take its id from the insert; else
-    update the ``touched`` columns of sender ``c_id`` (the inbound row names ``m_contact_id``, so a
-    sender that vanished meanwhile fails the foreign key, as the separate statements did). ``reply``:
-    also the bot's reply (``r_*``), pointing at the inbound row. Returns (contact id, inbound id), and
-    with ``escalation_id`` a third column: a new escalation's id drawn from its sequence.
-    Data-modifying CTEs all run, referenced or not, in the one statement's transaction.
-    """
-    extra = []
-    values = _params(_MESSAGES, "m_", _INBOUND_COLUMNS)
-    if new_contact:
-        sender = (_CONTACTS.insert().values(_params(_CONTACTS, "c_", _NEW_CONTACT_COLUMNS))
-                  .returning(_CONTACTS.c.id).cte("sender"))
-        inbound = _MESSAGES.insert().from_select(["contact_id", *values], select(sender.c.id, *values.values()))
-    else:
-        extra.append(_CONTACTS.update().where(_CONTACTS.c.id == bindparam("c_id"))
-                     .values(_params(_CONTACTS, "c_", touched)).returning(_CONTACTS.c.id).cte("sender"))
-        inbound = _MESSAGES.insert().values(contact_id=bindparam("m_contact_id", type_=_MESSAGES.c.contact_id.type),
-                                            **values)
-    inbound = inbound.returning(_MESSAGES.c.id, _MESSAGES.c.contact_id).cte("inbound")
-    if reply:
-        out = _params(_MESSAGES, "r_", _REPLY_COLUMNS)
-        extra.append(_MESSAGES.insert().from_select(["contact_id", "reply_to_id", *out],
-                                                    select(inbound.c.contact_id, inbound.c.id, *out.values()))
-                     .returning(_MESSAGES.c.id).cte("reply"))
-    columns = [inbound.c.contact_id, inbound.c.id]
-    if escalation_id:
-        columns.append(func.nextval(func.pg_get_serial_sequence(_ESCALATIONS.name, _ESCALATIONS.c.id.name)))
-    return select(*columns).add_cte(*extra)
-
-
-_PAGE_COLUMNS = ("kind", "to_address", "body", "escalation_id", "staff_id", "page_round", "next_attempt_at",
-                 "created_at", "status", "attempts", "local")
-
-
-@lru_cache(maxsize=None)
-def _opening_statement(columns: tuple[str, ...], page_count: int, reply: bool):
-    """One PostgreSQL statement for a new escalation: its row (``e_*``: ``columns``, the id among them), its
-    ``page_count`` page rows (``p0_*``, ``p1_*``...), the inbound row ``j_message_id`` joined to it, and with
-    ``reply`` the bot's reply (``r_*``, ``r_contact_id``, ``r_reply_to_id``)."""
-    escalation = _ESCALATIONS.insert().values(_params(_ESCALATIONS, "e_", columns)).returning(_ESCALATIONS.c.id)
-    escalation = escalation.cte("escalation")
-    extra = [_MESSAGES.update().where(_MESSAGES.c.id == bindparam("j_message_id"))
-             .values(escalation_id=bindparam("j_escalation_id", type_=_MESSAGES.c.escalation_id.type))
-             .returning(_MESSAGES.c.id).cte("joined")]
-    for n in range(page_count):  # one single-row INSERT each: a multi-row VALUES would not be in SQLAlchemy's cache
-        extra.append(_OUTBOX.insert().values(_params(_OUTBOX, f"p{n}_", _PAGE_COLUMNS))
-                     .returning(_OUTBOX.c.id).cte(f"page{n}"))
-    if reply:
-        out = _params(_MESSAGES, "r_", ("contact_id", "reply_to_id", *_REPLY_COLUMNS))
-        extra.append(_MESSAGES.insert().values(out).returning(_MESSAGES.c.id).cte("reply"))
-    return select(escalation.c.id).add_cte(*extra)
 
 
 def _seen_values(decision: Decision, now: datetime) -> dict:

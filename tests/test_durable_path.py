@@ -304,9 +304,9 @@ def test_a_crisis_then_a_routine_text_on_the_one_statement_path_keep_one_escalat
 def test_the_fused_statements_are_compiled_once_not_per_text():
     """SQLAlchemy compiles a statement once per shape only when it can key it (a multi-row VALUES cannot):
     one it cannot key is compiled again for every text, which cost more than the round trips saved."""
-    from bot.service import _opening_statement, _routine_statement
+    from bot.store.writes import opening_statement, routine_statement
     columns = tuple(c.key for c in Escalation.__table__.columns if c.key not in ("resolved_at", "note"))
-    shapes = [_routine_statement(True, (), True), _routine_statement(False, ("language", "last_seen_at"), False),
-              _routine_statement(True, ("last_seen_at",), False, True), _opening_statement(columns, 0, False),
-              _opening_statement(columns, 3, True)]
+    shapes = [routine_statement(True, (), True), routine_statement(False, ("language", "last_seen_at"), False),
+              routine_statement(True, ("last_seen_at",), False, True), opening_statement(columns, 0, False),
+              opening_statement(columns, 3, True)]
     assert all(shape._generate_cache_key() is not None for shape in shapes)
