@@ -341,8 +341,7 @@ class Helpline:
                         # Only now is it true that staff were alerted: a page is queued in this transaction.
                         decision = replace(decision, reply=decision.alerted_reply)
                 elif escalation is not None:
-                    escalation.message_count += 1
-                    escalation.updated_at = now
+                    _count_in(escalation, now)
                 if decision.reply and replayed_at is None:  # a replayed text was answered when it came
                     conn.execute(writes.MESSAGES.insert(), dict(
                         contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
@@ -420,8 +419,7 @@ class Helpline:
                                                     replayed_at)
             joined = escalation.id
         elif escalation is not None:
-            escalation.message_count += 1
-            escalation.updated_at = now
+            _count_in(escalation, now)
         logger.info("inbound %s from %s: %s%s", msg.message_id or "-", texter.masked, decision.kind,
                     f" ({verdict.severity})" if verdict.severity else "")
         return Outcome(decision.reply, decision, stored=True, escalation_id=joined)
@@ -485,8 +483,7 @@ class Helpline:
         verdict = decision.triage
         if escalation is None:
             return self._open_escalation(s, contact, inbound_id, decision, msg, now, page_at or now, paged)
-        escalation.message_count += 1
-        escalation.updated_at = now
+        _count_in(escalation, now)
         escalation.opted_out = escalation.opted_out or contact.opted_out
         if rank(verdict.severity) > rank(escalation.severity):
             escalation.severity, escalation.rule, escalation.kind = verdict.severity, verdict.rule, verdict.kind
@@ -577,6 +574,14 @@ class _Texter:
     @property
     def masked(self) -> str:
         return mask(self.address)
+
+
+def _count_in(escalation: Escalation, now: datetime) -> None:
+    """One more text in an open escalation. The database adds one (``SET message_count = message_count
+    + 1``): texts joining it at once from two processes both count, where a value read before the
+    write phase and written back lost one of them."""
+    escalation.message_count = Escalation.message_count + 1
+    escalation.updated_at = now
 
 
 def _escalation_values(escalation: Escalation) -> dict:

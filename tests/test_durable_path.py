@@ -310,3 +310,18 @@ def test_the_fused_statements_are_compiled_once_not_per_text():
               routine_statement(True, ("last_seen_at",), False, True), opening_statement(columns, 0, False),
               opening_statement(columns, 3, True)]
     assert all(shape._generate_cache_key() is not None for shape in shapes)
+
+
+def test_texts_joining_one_escalation_at_once_through_two_processes_are_all_counted(pair):
+    """Six texts from one sender at once, joining the escalation its first text opened: the escalation
+    counts seven (the count is added to by the database, not read, incremented and written back)."""
+    (app_a, _), (a, b) = pair
+    a.send("HELP")  # a review escalation, open
+    forms = [(a, b)[i % 2].params(f"{ROUTINE} ({i})", sid=f"SM{i + 100:032d}") for i in range(6)]
+    replies = at_once([lambda i=i: (a, b)[i % 2].post(forms[i]) for i in range(6)])
+    assert [r.status for r in replies] == [200] * 6
+    db = app_a.extensions["helpline"].db
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        assert esc.message_count == 7 == count(db, Message, Message.escalation_id == esc.id,
+                                                Message.direction == "in")
