@@ -335,19 +335,15 @@ class Helpline:
                         joined = escalation.id
                     if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                         self._hold(escalation, decision, now)
-                    logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind,
-                                   contact.masked, verdict.rule)
-                    if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
-                        # Only now is it true that staff were alerted: a page is queued in this transaction.
-                        decision = replace(decision, reply=decision.alerted_reply)
+                    _log_escalated(escalation, verdict, contact)
+                    decision = _alerted(escalation, decision)
                 elif escalation is not None:
                     _count_in(escalation, now)
                 if decision.reply and replayed_at is None:  # a replayed text was answered when it came
                     conn.execute(writes.MESSAGES.insert(), dict(
                         contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
                         reply_to_id=inbound_id, escalation_id=joined, language=decision.language, created_at=now))
-                logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
-                            f" ({verdict.severity})" if verdict.severity else "")
+                _log_stored(msg, contact, decision)
                 return Outcome(decision.reply, decision, stored=True,
                                escalation_id=escalation.id if escalation is not None else None)
 
@@ -420,8 +416,7 @@ class Helpline:
             joined = escalation.id
         elif escalation is not None:
             _count_in(escalation, now)
-        logger.info("inbound %s from %s: %s%s", msg.message_id or "-", texter.masked, decision.kind,
-                    f" ({verdict.severity})" if verdict.severity else "")
+        _log_stored(msg, texter, decision)
         return Outcome(decision.reply, decision, stored=True, escalation_id=joined)
 
     def _open_fused(self, s: Session, contact: "_Texter", inbound_id: int, escalation_id: int, decision: Decision,
@@ -432,14 +427,12 @@ class Helpline:
         escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
         escalation.id = escalation_id
         verdict = decision.triage
-        if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
-            decision = replace(decision, reply=decision.alerted_reply)  # true now: a page is queued in this transaction
+        decision = _alerted(escalation, decision)
         reply = decision.reply if replayed_at is None else None
         columns = _escalation_values(escalation)
         params = {f"e_{k}": v for k, v in columns.items()} | {"j_message_id": inbound_id, "j_escalation_id": escalation.id}
         if people:
-            body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
-                             address=contact.address)
+            body = self._page_body(escalation, contact, page_at)
             for n, page in enumerate(page_rows(escalation.id, people, body, 0, page_at)):
                 params.update({f"p{n}_{k}": v for k, v in page.items()}, **{
                     f"p{n}_status": OutboxStatus.PENDING, f"p{n}_attempts": 0, f"p{n}_local": False})
@@ -448,8 +441,7 @@ class Helpline:
                           r_reply_to_id=inbound_id)
         s.connection().execute(writes.opening_statement(tuple(columns), len(people), bool(reply)), params)
         self._log_opened(escalation, people, verdict)
-        logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind,
-                       contact.masked, verdict.rule)
+        _log_escalated(escalation, verdict, contact)
         return escalation, decision
 
     def _over(self, s: Session, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
@@ -506,8 +498,7 @@ class Helpline:
         conn = s.connection()
         escalation.id = conn.execute(writes.NEW_ESCALATION, columns).scalar_one()
         if people:
-            body = page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
-                             address=contact.address)
+            body = self._page_body(escalation, contact, page_at)
             conn.execute(writes.OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
         self._log_opened(escalation, people, decision.triage)
         return escalation
@@ -529,6 +520,11 @@ class Helpline:
             if people:
                 escalation.first_paged_at = escalation.last_paged_at = page_at
         return escalation, people
+
+    def _page_body(self, escalation: Escalation, contact: "_Texter", page_at: datetime) -> str:
+        """The text of a new escalation's first round of pages."""
+        return page_text(escalation, self.public_url, self.bot.content.clinic_short_name, page_at,
+                         address=contact.address)
 
     @staticmethod
     def _log_opened(escalation: Escalation, people: list, verdict) -> None:
@@ -574,6 +570,24 @@ class _Texter:
     @property
     def masked(self) -> str:
         return mask(self.address)
+
+
+def _alerted(escalation: Escalation, decision: Decision) -> Decision:
+    """The reply that says staff were alerted, when a page is queued in this transaction (only then true)."""
+    if decision.reply and decision.alerted_reply and escalation.first_paged_at is not None:
+        return replace(decision, reply=decision.alerted_reply)
+    return decision
+
+
+def _log_escalated(escalation: Escalation, verdict, contact: "_Texter") -> None:
+    logger.warning("escalation %d: %s %s %s rule=%s", escalation.id, verdict.severity, verdict.kind, contact.masked,
+                   verdict.rule)
+
+
+def _log_stored(msg: Inbound, contact: "_Texter", decision: Decision) -> None:
+    severity = decision.triage.severity
+    logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
+                f" ({severity})" if severity else "")
 
 
 def _count_in(escalation: Escalation, now: datetime) -> None:
