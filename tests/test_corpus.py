@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-e`` and ``written-heldout``: written in fresh contexts by writers who never saw the
+- ``tests/corpus/blind-a`` to ``blind-f`` and ``written-heldout``: written in fresh contexts by writers who never saw the
   rules, the lexicon or any corpus; never used to train or to choose a threshold. Only the totals
   printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -70,13 +70,16 @@ def holds(m: dict, floor: dict) -> None:
 # (91.6%), 17/204 (8.3%), 8 paged (3.9%). A-D then turned down a model retrained on five more writers
 # (fewer crises paged); blind-e, written after, was read once: 172/177 (97.2%), 161 paged (91.0%),
 # 18/206 (8.7%), 7 paged (3.4%). The shipped model adds one rule's examples to the one read first
-# (README): blind-d 172, 164 paged, 17, 9 paged; blind-e the same. The floors are the shipped figures.
+# (README): blind-d 172, 164 paged, 17, 9 paged; blind-e the same. blind-f (written in the next session by two
+# more writers told to lean on hard cases) was read first with that same shipped model: 169/180 (93.9%), 158
+# paged (87.8%), 24/216 (11.1%), 9 paged (4.2%). The floors are the shipped figures.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
     "blind-c": {"crisis_escalated": 0.92, "crisis_paged": 0.88, "routine_escalated_max": 0.11},
     "blind-d": {"crisis_escalated": 0.96, "crisis_paged": 0.91, "routine_escalated_max": 0.09},
     "blind-e": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.09},
+    "blind-f": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.12},
 }
 
 
