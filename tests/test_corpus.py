@@ -2,9 +2,9 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-f`` and ``written-heldout``: written in fresh contexts by writers who never saw the
-  rules, the lexicon or any corpus; never used to train or to choose a threshold. Only the totals
-  printed here are looked at.
+- ``tests/corpus/blind-a`` to ``blind-f``, ``written-heldout`` and ``written-heldout-2``: written in fresh
+  contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
+  a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
   everyday SMS (all of it) and the held-out ``test`` fold of the drug-forum texts. Skipped, with the
   reason, where ``../shared/data`` is absent.
@@ -97,6 +97,19 @@ def test_written_texts_held_out_from_training(bot):
 # First look (2026-11-28): 684/751 crises escalated (91.1%), 596 paged (79.4%), 131/1,456 routine
 # escalated (9.0%), 57 paged (3.9%); the shipped model (one more rule): 684, 607, 131, 59.
 WRITTEN_HELDOUT_FLOOR = {"crisis_escalated": 0.91, "crisis_paged": 0.79, "routine_escalated_max": 0.09}
+
+
+def test_second_written_set_held_out_from_training(bot):
+    """tests/corpus/written-heldout-2: 1,778 lines by six more writers in fresh contexts (long rambling texts,
+    drug-user slang, questions that reveal something taken, Spanish-speaking users and families, terse texts),
+    40% crises. Trained on, they paged fewer of blind sets A-D's crises (the page threshold rose from 0.66 to
+    0.74), so they measure instead; first look (2026-11-28, shipped model): 689/717 crises escalated (96.1%),
+    645 paged (90.0%), 97/851 routine escalated (11.4%), 22 paged (2.6%)."""
+    examples = read_dir(CORPUS / "written-heldout-2")
+    assert len(examples) >= 1700 and {ex.lang for ex in examples} == {"en", "es"}
+    m = measure(bot, examples)
+    report("written-heldout-2", m)
+    holds(m, {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.12})
 
 
 @pytest.mark.parametrize("name", sorted(BLIND_FLOORS))

@@ -33,8 +33,8 @@ def row(name: str, lang: str, n) -> str:
 
 def corpora() -> list[tuple[str, list[Example]]]:
     real = real_examples(TESTS / "labels" / "real.tsv")
-    out = [(name, read_dir(TESTS / "corpus" / name)) for name in ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f",
-                                                                       "written-heldout")]
+    names = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "written-heldout", "written-heldout-2")
+    out = [(name, read_dir(TESTS / "corpus" / name)) for name in names]
     if real:
         out.append(("everyday SMS, all", [Example("routine", ex.text, "sms", ex.line, lang="en")
                                           for ex in real if ex.source == "sms"]))
