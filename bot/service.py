@@ -475,6 +475,10 @@ class Helpline:
         verdict = decision.triage
         if escalation is None:
             return self._open_escalation(s, contact, inbound_id, decision, msg, now, page_at or now, paged)
+        # Read again under the write lock (PostgreSQL: the row's lock; SQLite: the writer lock, held): another
+        # process may have raised it, added rules or paged since the read phase, and what is written back
+        # here must build on that, not on the earlier read (else rules are lost and a round is paged twice).
+        s.refresh(escalation, with_for_update=True)
         _count_in(escalation, now)
         escalation.opted_out = escalation.opted_out or contact.opted_out
         if rank(verdict.severity) > rank(escalation.severity):

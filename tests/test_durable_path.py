@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 import bot.store.db as store_db
+from bot.core.states import rank
 from bot.staff.accounts import add_staff
 from bot.store.models import Contact, Escalation, Message, Outbox
 from bot.web import create_app
@@ -325,3 +326,28 @@ def test_texts_joining_one_escalation_at_once_through_two_processes_are_all_coun
         [esc] = s.scalars(select(Escalation)).all()
         assert esc.message_count == 7 == count(db, Message, Message.escalation_id == esc.id,
                                                 Message.direction == "in")
+
+
+def test_crises_joining_one_escalation_at_once_through_two_processes_page_once_and_keep_every_rule(pair):
+    """Six crisis texts from one sender at once, joining the review its first text opened: the escalation
+    ends at the most severe tier with every rule that fired, and its first round of pages is queued once
+    (each text reads the escalation again under the write lock: on PostgreSQL a row lock, on SQLite the
+    writer lock, so none writes back what it read before another's write)."""
+    (app_a, _), (a, b) = pair
+    a.send("HELP")  # a review escalation, open, nobody paged yet
+    texts = ["I took 30 valium", "i want to kill myself tonight", "my boyfriend is hitting me right now",
+             "she had a seizure and wont wake up", "I cut myself and its bleeding a lot",
+             "i stopped my valium cold turkey 3 days ago and im shaking"]
+    bot = app_a.extensions["helpline"].helpline.bot
+    verdicts = [bot.triager.triage(t) for t in texts]
+    assert all(v.pages for v in verdicts)
+    forms = [(a, b)[i % 2].params(t, sid=f"SM{i + 200:032d}") for i, t in enumerate(texts)]
+    replies = at_once([lambda i=i: (a, b)[i % 2].post(forms[i]) for i in range(len(texts))])
+    assert [r.status for r in replies] == [200] * len(texts)
+    db = app_a.extensions["helpline"].db
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        assert esc.severity == max((v.severity for v in verdicts), key=rank)
+        assert set(esc.rules.split(",")) >= {r for v in verdicts for r in v.rules}
+        assert esc.message_count == 1 + len(texts) and esc.page_round == 0
+    assert count(db, Outbox, Outbox.escalation_id == esc.id) == 1
