@@ -83,42 +83,31 @@ BLIND_FLOORS = {
 }
 
 
-def test_written_texts_held_out_from_training(bot):
-    """tests/corpus/written-heldout: 2,444 lines by five writers in fresh contexts (older adults, teens,
-    recovery and withdrawal, Spanish-speaking families, texts of 1-8 words), 30% crises. Trained on, they
-    lowered the share of blind-set crises paged, so they measure instead; read once, for totals."""
-    examples = read_dir(CORPUS / "written-heldout")
-    assert len(examples) >= 2400 and {ex.lang for ex in examples} == {"en", "es"}
-    m = measure(bot, examples)
-    report("written-heldout", m)
-    holds(m, WRITTEN_HELDOUT_FLOOR)
+# Written blind like the blind sets, by writers whose lines were first meant for training; trained on, they
+# paged fewer of the blind sets' crises, so they measure instead (README), read once each for totals.
+# - written-heldout: 2,444 lines by five writers (older adults, teens, recovery and withdrawal, Spanish-speaking
+#   families, texts of 1-8 words), 30% crises. First look (2026-11-28): 684/751 crises escalated (91.1%), 596
+#   paged (79.4%), 131/1,456 routine escalated (9.0%), 57 paged (3.9%); the shipped model (one more rule): 684,
+#   607, 131, 59.
+# - written-heldout-2: 1,778 lines by six more writers (long rambling texts, drug-user slang, questions that
+#   reveal something taken, Spanish-speaking users and families, terse texts), 40% crises; trained on, the page
+#   threshold rose from 0.66 to 0.74. First look (2026-11-28, shipped model): 689/717 crises escalated (96.1%),
+#   645 paged (90.0%), 97/851 routine escalated (11.4%), 22 paged (2.6%).
+WRITTEN_HELDOUT_FLOORS = {
+    "written-heldout": {"crisis_escalated": 0.91, "crisis_paged": 0.79, "routine_escalated_max": 0.09},
+    "written-heldout-2": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.12},
+}
+FLOORS = {**BLIND_FLOORS, **WRITTEN_HELDOUT_FLOORS}
+MIN_LINES = {"written-heldout": 2400, "written-heldout-2": 1700}  # the blind sets: 400 each
 
 
-# First look (2026-11-28): 684/751 crises escalated (91.1%), 596 paged (79.4%), 131/1,456 routine
-# escalated (9.0%), 57 paged (3.9%); the shipped model (one more rule): 684, 607, 131, 59.
-WRITTEN_HELDOUT_FLOOR = {"crisis_escalated": 0.91, "crisis_paged": 0.79, "routine_escalated_max": 0.09}
-
-
-def test_second_written_set_held_out_from_training(bot):
-    """tests/corpus/written-heldout-2: 1,778 lines by six more writers in fresh contexts (long rambling texts,
-    drug-user slang, questions that reveal something taken, Spanish-speaking users and families, terse texts),
-    40% crises. Trained on, they paged fewer of blind sets A-D's crises (the page threshold rose from 0.66 to
-    0.74), so they measure instead; first look (2026-11-28, shipped model): 689/717 crises escalated (96.1%),
-    645 paged (90.0%), 97/851 routine escalated (11.4%), 22 paged (2.6%)."""
-    examples = read_dir(CORPUS / "written-heldout-2")
-    assert len(examples) >= 1700 and {ex.lang for ex in examples} == {"en", "es"}
-    m = measure(bot, examples)
-    report("written-heldout-2", m)
-    holds(m, {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.12})
-
-
-@pytest.mark.parametrize("name", sorted(BLIND_FLOORS))
-def test_blind_set_holds_its_floor(bot, name):
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_text_written_blind_holds_its_floor(bot, name):
     examples = read_dir(CORPUS / name)
-    assert len(examples) >= 400 and {ex.lang for ex in examples} == {"en", "es"}
+    assert len(examples) >= MIN_LINES.get(name, 400) and {ex.lang for ex in examples} == {"en", "es"}
     m = measure(bot, examples)
     report(name, m)
-    holds(m, BLIND_FLOORS[name])
+    holds(m, FLOORS[name])
 
 
 # --- real texts ----------------------------------------------------------------------------------------
