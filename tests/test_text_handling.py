@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.core.normalize import BOUNDARY, fold, squeeze, tokenize, words
+from bot.core.normalize import BOUNDARY, expand, fold, squeeze, tokenize, words
 from bot.core.phrases import load_real_words, PhraseIndex, edit_distance, max_typos
 from bot.core.sms import fits, is_gsm7, segments
 
@@ -21,6 +21,18 @@ def test_words_are_lowercase_accent_free_and_split_units(text, expected):
 
 def test_emoji_become_words_and_rewrites_apply_before_tokenising():
     assert tokenize(fold("i OD'd 💊", emoji={"💊": "pill"}, replace={"od'd": " od "})) == ["i", "od", "pill"]
+
+
+def test_shorthand_is_spelled_out_as_whole_words_only():
+    spelled = {"ima": ("im", "gonna"), "tryna": ("trying", "to")}
+    assert words("Ima end it, tryna sleep", spelled=spelled) == ["im", "gonna", "end", "it", ",", "trying", "to",
+                                                                 "sleep"]
+    assert expand(["animal", "imagine"], spelled) == ["animal", "imagine"]  # never part of a word
+
+
+def test_the_shipped_lexicon_spells_shorthand_out_for_rules_and_model(bot):
+    assert bot.triager.index.tokens("i'ma end it") == ["im", "gonna", "end", "it"]
+    assert bot.triager.index.tokens("me ama") == ["me", "ama"]  # Spanish 'loves', not 'im gonna'
 
 
 def test_squeeze_collapses_repeated_letters():

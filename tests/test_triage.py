@@ -84,7 +84,7 @@ def test_idioms_and_routine_vocabulary_do_not_escalate(bot, text):
 
 
 @pytest.mark.parametrize("text", ["KMS", "i w4nt to k1ll myself", "SUICDIE", "want 2 unalive myself",
-                                  "took 30 valiumm", "i wanna diee"])
+                                  "took 30 valiumm", "i wanna diee", "ima end it", "imma kms"])
 def test_caps_typos_and_leetspeak_still_page(bot, text):
     assert bot.triager.triage(text).pages
 

@@ -84,6 +84,7 @@ class Content:
     idioms: tuple[Rule, ...]
     emoji: dict[str, str]
     replace: dict[str, str]
+    spelled: dict[str, tuple[str, ...]]
     number_min: int
     language_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clinic_short_name: str = ""
@@ -205,6 +206,7 @@ def load(root: Path | str) -> Content:
         messages=messages, topics=topics, keywords=keywords, concepts=concepts,
         rules=rules, idioms=idioms, emoji=dict(lex.get("emoji", {})),
         replace=dict(lex.get("replace", {})),
+        spelled={word: tuple(spelled.split()) for word, spelled in lex.get("spelled", {}).items()},
         number_min=int(lex.get("numbers", {}).get("many_at_least", 5)),
         language_words={k: tuple(v) for k, v in lang_raw.items() if isinstance(v, list)},
         clinic_short_name=clinic.get("short_name") or clinic["name"], clinic_city=clinic.get("city", ""),

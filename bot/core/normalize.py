@@ -86,7 +86,19 @@ def tokenize(folded: str) -> list[str]:
     return tokens
 
 
+def expand(tokens: list[str], spelled: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Whole-word rewrites of texting shorthand ("ima" -> "im", "gonna"): a token listed in
+    ``spelled`` becomes its words. Unlike ``fold``'s literal rewrites it never touches part of a word."""
+    if not spelled or spelled.keys().isdisjoint(tokens):
+        return tokens
+    out: list[str] = []
+    for tok in tokens:
+        out.extend(spelled.get(tok, (tok,)))
+    return out
+
+
 def words(text: str, emoji: Mapping[str, str] | None = None,
-          replace: Mapping[str, str] | None = None) -> list[str]:
-    """Fold and tokenize in one step."""
-    return tokenize(fold(text, emoji, replace))
+          replace: Mapping[str, str] | None = None,
+          spelled: Mapping[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Fold, tokenize and expand shorthand in one step."""
+    return expand(tokenize(fold(text, emoji, replace)), spelled or {})

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple
 
-from bot.core.normalize import MARKS, squeeze, tokenize, fold
+from bot.core.normalize import MARKS, expand, fold, squeeze, tokenize, words
 
 REAL_WORDS = Path(__file__).parent / "data" / "common_words.txt"
 
@@ -95,15 +95,17 @@ class PhraseIndex:
     """Typo-tolerant multi-word phrase finder over a fixed vocabulary."""
 
     def __init__(self, phrases: Mapping[str, Iterable[str]], real_words: Iterable[str] = (),
-                 emoji: Mapping[str, str] | None = None, replace: Mapping[str, str] | None = None):
+                 emoji: Mapping[str, str] | None = None, replace: Mapping[str, str] | None = None,
+                 spelled: Mapping[str, tuple[str, ...]] | None = None):
         self.emoji = dict(emoji or {})
         self.replace = dict(replace or {})
+        self.spelled = dict(spelled or {})
         self._real_words = frozenset(real_words)
         # A token trie: node = (labels ending here, children by next word).
         trie: dict[str, tuple[set[str], dict]] = {}
         vocab: set[str] = set()
         for phrase, labels in phrases.items():
-            toks = tuple(t for t in tokenize(fold(phrase, replace=self.replace)) if t not in MARKS)
+            toks = tuple(t for t in expand(tokenize(fold(phrase, replace=self.replace)), self.spelled) if t not in MARKS)
             if not toks:
                 continue
             vocab.update(toks)
@@ -167,8 +169,8 @@ class PhraseIndex:
         return (frozenset(best), True) if best else _NOTHING
 
     def tokens(self, text: str) -> list[str]:
-        """Tokenize a raw message with this index's emoji map and rewrites."""
-        return tokenize(fold(text, self.emoji, self.replace))
+        """Tokenize a raw message with this index's emoji map, rewrites and shorthand."""
+        return words(text, self.emoji, self.replace, self.spelled)
 
     def find(self, tokens: list[str]) -> list[Found]:
         """Every phrase occurrence in the token list (a trie walk from each position)."""

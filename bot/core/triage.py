@@ -157,7 +157,7 @@ class Triager:
                     else:
                         phrases.setdefault(label, set()).add(label)
         self.index = PhraseIndex(phrases, real_words=load_real_words(),
-                                 emoji=content.emoji, replace=content.replace)
+                                 emoji=content.emoji, replace=content.replace, spelled=content.spelled)
         self._by_anchor = self._anchor(self.rules)
         self._idioms_by_anchor = self._anchor(self.idioms)
         # The same lists, each rule with the labels it needs before it can match (see _needs).
