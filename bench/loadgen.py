@@ -33,6 +33,7 @@ class LoadResult:
     wraps: int = 0  # times the request pool was reused (repeated MessageSids)
     statuses: dict[int, int] = field(default_factory=dict)
     stored: int | None = None  # inbound messages the app stored (real app only)
+    cpu_ms: float | None = None  # the server's workers' CPU (user + system) per answered request
 
     @property
     def rps(self) -> float:

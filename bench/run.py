@@ -92,6 +92,11 @@ def _ms(v: float) -> str:
     return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
 
 
+def _cpu(r) -> str:
+    """The workers' CPU per answered request (from /proc; the load generator's own CPU is not in it)."""
+    return "" if r.cpu_ms is None else f"{r.cpu_ms:.2f}"
+
+
 def report(info: dict, args, texts, sec1: dict | None, sec2: list[dict], sec3: dict | None, sec4: dict | None,
            sec5: dict | None, load_before: str,
            load_after: str) -> tuple[str, list[tuple[str, bool | None]]]:
@@ -121,24 +126,24 @@ def report(info: dict, args, texts, sec1: dict | None, sec2: list[dict], sec3: d
             f"transaction, through the app's engine settings and driver: the price of storing a text before "
             f"answering. The webhook's targets are against the floor on the same database, in the same run.")
         add("")
-        add("| server | req/s | p50 ms | p99 ms | errors | vs bare: throughput | vs floor: throughput "
-            "| vs floor: p99 |")
-        add("|---|---:|---:|---:|---:|---:|---:|---:|")
+        add("| server | req/s | p50 ms | p99 ms | errors | workers' CPU ms per request | vs bare: throughput "
+            "| vs floor: throughput | vs floor: p99 |")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         add(f"| bare Flask, fixed TwiML | {bare.rps:,.0f} | {_ms(bare.p50_ms)} | {_ms(bare.p99_ms)} | {bare.errors} "
-            f"| 1.00x | | |")
+            f"| {_cpu(bare)} | 1.00x | | |")
         for key, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
             r, floor = sec1.get(key), sec1["floor"].get(key)
             if r is None or floor is None:
                 continue
             add(f"| durable floor, {name} | {floor.rps:,.0f} | {_ms(floor.p50_ms)} | {_ms(floor.p99_ms)} "
-                f"| {floor.errors} | {floor.rps / bare.rps:.2f}x | 1.00x | 1.0x |")
+                f"| {floor.errors} | {_cpu(floor)} | {floor.rps / bare.rps:.2f}x | 1.00x | 1.0x |")
             tput, p99 = r.rps / floor.rps, r.p99_ms / floor.p99_ms
             add(f"| helpline webhook, {name} | {r.rps:,.0f} | {_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {r.errors} "
-                f"| {r.rps / bare.rps:.2f}x | {tput:.2f}x | {p99:.1f}x |")
+                f"| {_cpu(r)} | {r.rps / bare.rps:.2f}x | {tput:.2f}x | {p99:.1f}x |")
             targets.append((f"1. webhook, {name}: throughput >= 0.7x the durable floor ({tput:.2f}x)", tput >= 0.7))
             targets.append((f"1. webhook, {name}: p99 <= 2x the durable floor's ({p99:.1f}x)", p99 <= 2.0))
         if "postgres_skipped" in sec1:
-            add(f"| PostgreSQL | skipped: {sec1['postgres_skipped']} | | | | | | |")
+            add(f"| PostgreSQL | skipped: {sec1['postgres_skipped']} | | | | | | | |")
         notes = []
         if bare.wraps:
             notes.append(f"bare Flask went through the request pool {bare.wraps + 1} times (it ignores MessageSid)")

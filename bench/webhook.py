@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,17 +112,37 @@ def postgres_cleanup() -> None:
 
 
 # --------------------------------------------------------------------------- section 1
-def _drive(gen: str, port: int, warm, main, seconds: float, warm_seconds: float, connections: int,
+def worker_cpu(server_pid: int) -> float:
+    """Seconds of CPU (user + system) the server's gunicorn workers have used so far."""
+    total = 0
+    for pid in children(server_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _drive(gen: str, srv: Server, warm, main, seconds: float, warm_seconds: float, connections: int,
            repeat: bool = False):
-    """Warm up, then the timed run; returns (warm-up result, timed result).
+    """Warm up, then the timed run; returns (warm-up result, timed result), the timed result with the
+    workers' CPU per request over that run (``cpu_ms``).
 
     ``repeat``: the pool may be reused (the bare app; wrk always starts over when it runs out).
     """
+    port = srv.port
     if gen == "wrk":
-        return (loadgen.run_wrk(port, warm, warm_seconds, connections),
-                loadgen.run_wrk(port, main, seconds, connections))
-    return (loadgen.run_pool(port, warm, connections, seconds=warm_seconds, repeat=repeat),
-            loadgen.run_pool(port, main, connections, seconds=seconds, repeat=repeat))
+        warmed = loadgen.run_wrk(port, warm, warm_seconds, connections)
+        before = worker_cpu(srv.proc.pid)
+        res = loadgen.run_wrk(port, main, seconds, connections)
+    else:
+        warmed = loadgen.run_pool(port, warm, connections, seconds=warm_seconds, repeat=repeat)
+        before = worker_cpu(srv.proc.pid)
+        res = loadgen.run_pool(port, main, connections, seconds=seconds, repeat=repeat)
+    if res.requests:
+        res.cpu_ms = 1000 * (worker_cpu(srv.proc.pid) - before) / res.requests
+    return warmed, res
 
 
 def start_floor(procs: Procs, tmp: Path, port: int, name: str, database_url: str) -> Server:
@@ -176,8 +197,8 @@ def throughput(tmp: Path, texts, quick: bool, postgres: bool, log, generator: st
             runs.append(("postgres", PG_URL))
     with Procs() as procs:
         for rnd in range(rounds):
-            start_bare(procs, tmp, bare_port)
-            _, res = _drive(gen, bare_port, warm_pool, main_pool, seconds, warm_seconds, connections, repeat=True)
+            srv = start_bare(procs, tmp, bare_port)
+            _, res = _drive(gen, srv, warm_pool, main_pool, seconds, warm_seconds, connections, repeat=True)
             procs.stop_all()
             out["bare"] = _best(out["bare"], res)
             log(f"  round {rnd + 1}, bare Flask: {res.rps:,.0f} req/s, p99 {res.p99_ms:.1f} ms")
@@ -186,13 +207,12 @@ def throughput(tmp: Path, texts, quick: bool, postgres: bool, log, generator: st
                     postgres_problem()  # a fresh schema for this round
                 floor_url = db_url or f"sqlite:///{tmp / f'floor-{rnd}' / 'floor.sqlite3'}"
                 srv = start_floor(procs, tmp, app_port, f"floor-{key}-{rnd}", floor_url)
-                _, res = _drive(gen, app_port, warm_pool, main_pool, seconds, warm_seconds, connections,
-                                repeat=True)
+                _, res = _drive(gen, srv, warm_pool, main_pool, seconds, warm_seconds, connections, repeat=True)
                 procs.stop_all()
                 out["floor"][key] = _best(out["floor"].get(key), res)
                 log(f"  round {rnd + 1}, durable floor ({key}): {res.rps:,.0f} req/s, p99 {res.p99_ms:.1f} ms")
                 srv = start_app(procs, tmp, app_port, f"app-{key}-{rnd}", database_url=db_url)
-                warmed, res = _drive(gen, app_port, warm_pool, main_pool, seconds, warm_seconds, connections)
+                warmed, res = _drive(gen, srv, warm_pool, main_pool, seconds, warm_seconds, connections)
                 procs.stop_all()
                 res.stored = stored_inbound(srv.env)
                 if _best(out.get(key), res) is res:
