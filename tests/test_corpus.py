@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-f``, ``written-heldout`` and ``written-heldout-2``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-g``, ``written-heldout`` and ``written-heldout-2``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -72,7 +72,11 @@ def holds(m: dict, floor: dict) -> None:
 # 18/206 (8.7%), 7 paged (3.4%). The shipped model adds one rule's examples to the one read first
 # (README): blind-d 172, 164 paged, 17, 9 paged; blind-e the same. blind-f (written in the next session by two
 # more writers told to lean on hard cases) was read first with that same shipped model: 169/180 (93.9%), 158
-# paged (87.8%), 24/216 (11.1%), 9 paged (4.2%). The floors are the shipped figures.
+# paged (87.8%), 24/216 (11.1%), 9 paged (4.2%); the model retrained with texting shorthand spelled out
+# (next session): 171, 157, 24, 9. blind-g (written that session by two more writers told to write as texts
+# really arrive; 25 lines that matched an existing corpus word for word dropped) was read once, with that
+# model: 173/179 (96.6%), 160 paged (89.4%), 22/202 (10.9%), 12 paged (5.9%). The floors are the shipped
+# figures.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -80,6 +84,7 @@ BLIND_FLOORS = {
     "blind-d": {"crisis_escalated": 0.96, "crisis_paged": 0.91, "routine_escalated_max": 0.09},
     "blind-e": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.09},
     "blind-f": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.12},
+    "blind-g": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.11},
 }
 
 
