@@ -75,8 +75,9 @@ def holds(m: dict, floor: dict) -> None:
 # paged (87.8%), 24/216 (11.1%), 9 paged (4.2%); the model retrained with texting shorthand spelled out
 # (next session): 171, 157, 24, 9. blind-g (written that session by two more writers told to write as texts
 # really arrive; 25 lines that matched an existing corpus word for word dropped) was read once, with that
-# model: 173/179 (96.6%), 160 paged (89.4%), 22/202 (10.9%), 12 paged (5.9%). The floors are the shipped
-# figures.
+# model: 173/179 (96.6%), 160 paged (89.4%), 22/202 (10.9%), 12 paged (5.9%). The model retrained last
+# (a rule for an overdose that "just" happened): blind-f 171, 160, 25, 9; blind-g 173, 160, 22, 13. The
+# floors are the shipped figures.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -93,7 +94,8 @@ BLIND_FLOORS = {
 # - written-heldout: 2,444 lines by five writers (older adults, teens, recovery and withdrawal, Spanish-speaking
 #   families, texts of 1-8 words), 30% crises. First look (2026-11-28): 684/751 crises escalated (91.1%), 596
 #   paged (79.4%), 131/1,456 routine escalated (9.0%), 57 paged (3.9%); with one more rule: 684, 607, 131, 59;
-#   retrained with texting shorthand spelled out ("ima", lexicon [spelled]): 683, 607, 134, 62. That retrain
+#   retrained with texting shorthand spelled out ("ima", lexicon [spelled]): 683, 607, 134, 62 (and with the
+#   "just" overdose rule: 683, 613, 134, 62). That retrain
 #   moved a few texts either way on every held-out set (written-heldout-2 +2 paged, forum false pages 13 -> 11,
 #   second-round false pages 80 -> 75), so this set's floor sits a few texts under its latest figure.
 # - written-heldout-2: 1,778 lines by six more writers (long rambling texts, drug-user slang, questions that
