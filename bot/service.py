@@ -269,13 +269,13 @@ class Helpline:
         held database lock ties up one pooled connection per process, not the pool). The reads and
         the decision come before the first write, so they keep no other process waiting: on SQLite
         the transaction begins at the first write (pysqlite), and the cross-process writer lock is
-        taken for the write phase only. The writes are Core statements where the ORM gave nothing,
-        and commit before that lock is released. A sender's row or an open escalation created
+        taken for the write phase only. The writes are Core statements where the ORM gave nothing (on
+        SQLite run straight on the cursor, ``writes.run``), and commit before that lock is released. A sender's row or an open escalation created
         meanwhile by another process makes an insert fail on a unique key: ``handle`` retries.
         """
         with self.db.write_lock, self.db.session() as s:
             try:
-                found = s.connection().execute(writes.LOOKUP, {"sid": msg.message_id, "address": msg.sender}).one()
+                found = self._run(s.connection(), writes.LOOKUP, {"sid": msg.message_id, "address": msg.sender})
             except DBAPIError as exc:
                 if exc.connection_invalidated:  # not pinged at checkout (db.PING_IDLE); nothing written yet
                     raise StaleConnection() from exc
@@ -307,7 +307,7 @@ class Helpline:
                 if contact is None:
                     row = {"address": msg.sender, "channel": msg.channel, "created_at": now, "last_seen_at": now,
                            **(seen if touched else {})}
-                    contact = _Texter(conn.execute(writes.NEW_CONTACT, row).scalar_one(), msg.sender, msg.channel,
+                    contact = _Texter(self._run(conn, writes.NEW_CONTACT, row)[0], msg.sender, msg.channel,
                                       row.get("language"), row.get("opted_out", False))
                 if counted and self._over(s, limits, now) and refusable:
                     # The caller's flood limit. Never a crisis: those go through whatever the counters say.
@@ -315,23 +315,23 @@ class Helpline:
                     return Outcome(None, decision, stored=False, refused=True)
                 decision = self._count_reply(s, contact, decision, now, replayed_at)
                 if not touched:
-                    conn.execute(writes.TOUCH, {"contact_id": contact.id, **seen})
+                    self._run(conn, writes.TOUCH, {"contact_id": contact.id, **seen})
                     contact = replace(contact, language=seen.get("language", contact.language),
                                       opted_out=seen.get("opted_out", contact.opted_out))
                 # A text joins the escalation a human already has (its transcript stays together); one
                 # that escalates on its own gets its escalation's id once that exists.
                 joined = escalation.id if escalation is not None else None
-                inbound_id = conn.execute(writes.NEW_MESSAGE, dict(
+                inbound_id = self._run(conn, writes.NEW_MESSAGE, dict(
                     contact_id=contact.id, direction=Direction.IN, sid=msg.message_id, body=msg.body,
                     media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
                     crisis_kind=verdict.kind, rule=verdict.rule, topic=decision.topic, language=decision.language,
-                    escalation_id=joined, created_at=now)).scalar_one()
+                    escalation_id=joined, created_at=now))[0]
                 if verdict.escalate:
                     # A replayed crisis pages now, not when it came (the page says how long ago it came).
                     escalation = self._escalate(s, contact, escalation, inbound_id, decision, msg, now,
                                                 page_at=utcnow() if replayed_at else now, paged=paged)
                     if joined is None:
-                        conn.execute(writes.JOIN_ESCALATION, {"message_id": inbound_id, "escalation_id": escalation.id})
+                        self._run(conn, writes.JOIN_ESCALATION, {"message_id": inbound_id, "escalation_id": escalation.id})
                         joined = escalation.id
                     if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                         self._hold(escalation, decision, now)
@@ -340,12 +340,21 @@ class Helpline:
                 elif escalation is not None:
                     _count_in(escalation, now)
                 if decision.reply and replayed_at is None:  # a replayed text was answered when it came
-                    conn.execute(writes.MESSAGES.insert(), dict(
+                    self._run(conn, writes.NEW_REPLY, dict(
                         contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
                         reply_to_id=inbound_id, escalation_id=joined, language=decision.language, created_at=now))
                 _log_stored(msg, contact, decision)
                 return Outcome(decision.reply, decision, stored=True,
                                escalation_id=escalation.id if escalation is not None else None)
+
+    def _run(self, conn, statement, params: dict):
+        """One statement of the write path; its first row or None. On SQLite straight on the cursor
+        (``writes.run``: there SQLAlchemy's per-execution work cost more than the statements); on
+        PostgreSQL, where most texts take the fused statements instead, through SQLAlchemy."""
+        if self.db.sqlite:
+            return writes.run(conn, statement, params)
+        result = conn.execute(statement, params)
+        return result.first() if result.returns_rows else None
 
     def _fits_one_statement(self, contact: "_Texter | None", escalation: Escalation | None, decision: Decision,
                             counted: bool, channel: str) -> bool:
@@ -500,10 +509,11 @@ class Helpline:
         escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
         columns = _escalation_values(escalation)
         conn = s.connection()
-        escalation.id = conn.execute(writes.NEW_ESCALATION, columns).scalar_one()
+        escalation.id = self._run(conn, writes.NEW_ESCALATION, columns)[0]
         if people:
             body = self._page_body(escalation, contact, page_at)
-            conn.execute(writes.OUTBOX.insert(), page_rows(escalation.id, people, body, 0, page_at))
+            for page in page_rows(escalation.id, people, body, 0, page_at):
+                self._run(conn, writes.NEW_PAGE, page)
         self._log_opened(escalation, people, decision.triage)
         return escalation
 

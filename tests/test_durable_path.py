@@ -351,3 +351,37 @@ def test_crises_joining_one_escalation_at_once_through_two_processes_page_once_a
         assert set(esc.rules.split(",")) >= {r for v in verdicts for r in v.rules}
         assert esc.message_count == 1 + len(texts) and esc.page_round == 0
     assert count(db, Outbox, Outbox.escalation_id == esc.id) == 1
+
+
+@pytest.mark.sqlite_only
+def test_statements_run_on_the_cursor_store_what_sqlalchemy_stores_and_raise_its_errors(db):
+    """SQLite's write path skips SQLAlchemy's execution (``writes.run``): same rows, defaults, errors."""
+    from datetime import timedelta
+
+    from sqlalchemy.exc import IntegrityError
+
+    from bot.store import writes
+    from bot.store.models import utcnow
+
+    now = utcnow() - timedelta(minutes=3)
+    with db.session() as s:
+        conn = s.connection()
+        contact = writes.run(conn, writes.NEW_CONTACT, {"address": "+15555550123", "created_at": now,
+                                                        "last_seen_at": now})[0]
+        row = dict(contact_id=contact, direction="in", body="what are your hours", kind="topic", severity=None,
+                   crisis_kind=None, rule=None, topic="hours", language="en", escalation_id=None, created_at=now)
+        mine = writes.run(conn, writes.NEW_MESSAGE, {**row, "sid": "SM" + "a" * 32})[0]
+        theirs = conn.execute(writes.NEW_MESSAGE, {**row, "sid": "SM" + "b" * 32}).scalar_one()
+        assert writes.run(conn, writes.TOUCH, {"contact_id": contact, "language": "es"}) is None
+        found = writes.run(conn, writes.LOOKUP, {"sid": "SM" + "a" * 32, "address": "+15555550123"})
+        assert (found.seen_id, found.contact_id, found.language, found.escalation_id) == (mine, contact, "es", None)
+        assert writes.run(conn, writes.LOOKUP, {"sid": "SM" + "c" * 32, "address": "+15555550999"}).contact_id is None
+    with db.session() as s:
+        a, b = (s.get(Message, i) for i in (mine, theirs))
+        columns = [c.key for c in Message.__table__.columns if c.key not in ("id", "sid")]
+        assert [getattr(a, c) for c in columns] == [getattr(b, c) for c in columns]  # processors and defaults
+        assert a.created_at.replace(tzinfo=None) == now.replace(tzinfo=None) and a.media_count == 0
+        texter = s.get(Contact, contact)
+        assert (texter.channel, texter.opted_out, texter.language) == ("sms", False, "es")
+    with pytest.raises(IntegrityError), db.session() as s:  # a retried MessageSid: what handle() retries on
+        writes.run(s.connection(), writes.NEW_MESSAGE, {**row, "sid": "SM" + "a" * 32})

@@ -446,9 +446,13 @@ class Database:
 
     @staticmethod
     def _on_error(ctx) -> None:
-        orig = ctx.original_exception
-        if isinstance(orig, sqlite3.OperationalError) and any(m in str(orig) for m in _SQLITE_BROKEN):
+        if sqlite_broken(ctx.original_exception):
             ctx.is_disconnect = True  # drop the connection: a new one sees the disk as it is now
+
+
+def sqlite_broken(exc: BaseException) -> bool:
+    """Whether a SQLite error leaves its connection useless even once the disk is fine again."""
+    return isinstance(exc, sqlite3.OperationalError) and any(m in str(exc) for m in _SQLITE_BROKEN)
 
 
 def _aborter(dbapi_conn, sqlite: bool) -> Callable[[], None]:

@@ -2,7 +2,8 @@
 then the inserts and updates that store it, and on PostgreSQL the fused statements that write a routine
 text, or open an escalation, in one round trip each (data-modifying CTEs).
 
-Built once at import (or once per shape, cached), so SQLAlchemy compiles each only once.
+Built once at import (or once per shape, cached), so SQLAlchemy compiles each only once. On SQLite the
+write path runs them with :func:`run`, straight on the DBAPI cursor.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from functools import lru_cache
 from typing import Sequence
 
 from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy.exc import DBAPIError
 
 from bot.core.states import OPEN_STATUSES
+from bot.store.db import sqlite_broken
 from bot.store.models import Contact, Escalation, Message, Outbox
 
 MESSAGES = Message.__table__
@@ -30,11 +33,14 @@ LOOKUP = (select(_seen.c.id.label("seen_id"), _seen.c.escalation_id.label("seen_
                        .outerjoin(_seen, _seen.c.sid == bindparam("sid"))
                        .outerjoin(CONTACTS, CONTACTS.c.address == bindparam("address"))
                        .outerjoin(_open, (_open.c.contact_id == CONTACTS.c.id)
-                                  & _open.c.status.in_([str(x) for x in OPEN_STATUSES]))))
+                                  & _open.c.status.in_([bindparam(f"open_{i}", str(x))
+                                                        for i, x in enumerate(sorted(OPEN_STATUSES))]))))
 NEW_CONTACT = CONTACTS.insert().returning(CONTACTS.c.id)  # columns: the parameters given
 NEW_MESSAGE = MESSAGES.insert().returning(MESSAGES.c.id)
 JOIN_ESCALATION = MESSAGES.update().where(MESSAGES.c.id == bindparam("message_id"))
 NEW_ESCALATION = ESCALATIONS.insert().returning(ESCALATIONS.c.id)
+NEW_REPLY = MESSAGES.insert()
+NEW_PAGE = OUTBOX.insert()
 TOUCH = CONTACTS.update().where(CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
 
 
@@ -105,3 +111,91 @@ def opening_statement(columns: tuple[str, ...], page_count: int, reply: bool):
         out = _params(MESSAGES, "r_", ("contact_id", "reply_to_id", *_REPLY_COLUMNS))
         extra.append(MESSAGES.insert().values(out).returning(MESSAGES.c.id).cte("reply"))
     return select(escalation.c.id).add_cte(*extra)
+
+
+# -- the statements above, run on SQLite's cursor ----------------------------------------------------
+# Measured in one process over 3,000 texts from new senders: the write path took 0.76 ms a text through
+# SQLAlchemy's execution machinery (compiled-cache lookup, execution context, parameter and result
+# objects, for each of 4-6 statements) and 0.52-0.57 ms this way; under gunicorn 5-9% more texts a second.
+
+
+class _Row(tuple):
+    """A result row with its columns as attributes (``found.seen_id``), like SQLAlchemy's ``Row``."""
+
+    __slots__ = ()
+    names: dict[str, int] = {}
+
+    def __getattr__(self, name: str):
+        try:
+            return self[self.names[name]]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _Prepared:
+    """One statement compiled for one dialect and one set of parameter names: its SQL, the order of its
+    parameters with their bind processors, the values it holds itself (an IN list) and the Python
+    defaults of the columns it leaves out (filled at each run, as SQLAlchemy does)."""
+
+    def __init__(self, statement, dialect, keys: tuple[str, ...]):
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        if not compiled.positional:
+            raise ValueError("only a driver with positional parameters (SQLite's qmark) runs statements here")
+        if compiled.update_prefetch:
+            raise ValueError("an UPDATE with Python-side onupdate values does not run on the cursor")
+        self.sql = compiled.string
+        self.names = tuple(compiled.positiontup)
+        binds = compiled.binds
+        self.processors = tuple(binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in self.names)
+        self.defaults = tuple((c.key, c.default) for c in compiled.insert_prefetch)
+        left_out = set(keys) | {k for k, _ in self.defaults}
+        self.held = {n: binds[n].value for n in self.names if n not in left_out}
+        self.returns = bool(compiled.returning) or statement.is_select
+        self.row: type[_Row] | None = None  # named from the cursor's first description
+
+    def args(self, params: dict) -> list:
+        values = params
+        if self.held or self.defaults:
+            values = {**self.held, **{k: d.arg if d.is_scalar else d.arg(None) for k, d in self.defaults}, **params}
+        out = []
+        for name, process in zip(self.names, self.processors):
+            value = values[name]
+            out.append(value if process is None or value is None else process(value))
+        return out
+
+
+_PREPARED: dict[tuple, _Prepared] = {}
+
+
+def run(conn, statement, params: dict):
+    """``conn.execute(statement, params).first()`` without SQLAlchemy's per-execution work.
+
+    For SQLite's write path: the SQL is compiled once per statement and set of parameter names, then run
+    on the DBAPI cursor of the same connection, so in the same transaction, with the same bind processing
+    and column defaults. A failure raises what SQLAlchemy would (``IntegrityError``, ``OperationalError``...,
+    parameters hidden), and a connection the error broke is dropped from the pool as ``Database`` has
+    SQLAlchemy do. Returns the first row (a tuple with the columns as attributes), or None.
+    """
+    dialect = conn.dialect
+    key = (id(statement), dialect.name, tuple(params))
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        prepared = _PREPARED[key] = _Prepared(statement, dialect, key[2])
+    args = prepared.args(params)
+    raw = conn.connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        cursor.execute(prepared.sql, args)
+        values = cursor.fetchone() if prepared.returns else None
+    except dialect.loaded_dbapi.Error as exc:
+        cursor.close()  # before an invalidation closes the connection under it
+        broken = sqlite_broken(exc) or dialect.is_disconnect(exc, raw, cursor)
+        if broken:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(prepared.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  connection_invalidated=broken, dialect=dialect) from exc
+    if values is not None and prepared.row is None:
+        prepared.row = type("Row", (_Row,), {"__slots__": (), "names": {
+            d[0]: i for i, d in enumerate(cursor.description)}})
+    cursor.close()
+    return None if values is None else prepared.row(values)
