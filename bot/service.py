@@ -270,8 +270,9 @@ class Helpline:
         the decision come before the first write, so they keep no other process waiting: on SQLite
         the transaction begins at the first write (pysqlite), and the cross-process writer lock is
         taken for the write phase only. The writes are Core statements where the ORM gave nothing (on
-        SQLite run straight on the cursor, ``writes.run``), and commit before that lock is released. A sender's row or an open escalation created
-        meanwhile by another process makes an insert fail on a unique key: ``handle`` retries.
+        SQLite run straight on the cursor, ``writes.run``), and commit before that lock is released. A
+        sender's row or an open escalation created meanwhile by another process makes an insert fail on
+        a unique key: ``handle`` retries.
         """
         with self.db.write_lock, self.db.session() as s:
             try:
@@ -331,7 +332,8 @@ class Helpline:
                     escalation = self._escalate(s, contact, escalation, inbound_id, decision, msg, now,
                                                 page_at=utcnow() if replayed_at else now, paged=paged)
                     if joined is None:
-                        self._run(conn, writes.JOIN_ESCALATION, {"message_id": inbound_id, "escalation_id": escalation.id})
+                        self._run(conn, writes.JOIN_ESCALATION,
+                                  {"message_id": inbound_id, "escalation_id": escalation.id})
                         joined = escalation.id
                     if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
                         self._hold(escalation, decision, now)

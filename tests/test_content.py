@@ -60,3 +60,9 @@ def test_malformed_toml_is_a_content_error(broken):
     (broken / "crisis" / "rules.toml").write_text("[[rule]\nid=", encoding="utf-8")
     with pytest.raises(ContentError):
         load(broken)
+
+
+def test_shorthand_that_is_not_one_lowercase_word_is_a_content_error(broken):
+    edit(broken / "crisis" / "lexicon.toml", 'ima = "im gonna"', '"i ma" = "im gonna"')
+    with pytest.raises(ContentError, match="spelled"):
+        load(broken)

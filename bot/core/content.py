@@ -206,13 +206,24 @@ def load(root: Path | str) -> Content:
         messages=messages, topics=topics, keywords=keywords, concepts=concepts,
         rules=rules, idioms=idioms, emoji=dict(lex.get("emoji", {})),
         replace=dict(lex.get("replace", {})),
-        spelled={word: tuple(spelled.split()) for word, spelled in lex.get("spelled", {}).items()},
+        spelled=_spelled(lex.get("spelled", {})),
         number_min=int(lex.get("numbers", {}).get("many_at_least", 5)),
         language_words={k: tuple(v) for k, v in lang_raw.items() if isinstance(v, list)},
         clinic_short_name=clinic.get("short_name") or clinic["name"], clinic_city=clinic.get("city", ""),
         chat=chat,
         crisis=crisis,
     )
+
+
+def _spelled(table: dict) -> dict[str, tuple[str, ...]]:
+    """The lexicon's [spelled] table: one folded word (what a text's token looks like) -> its words."""
+    out = {}
+    for short, words in table.items():
+        if not short.isalnum() or short != short.lower() or not str(words).split():
+            raise ContentError(f"crisis/lexicon.toml [spelled]: {short!r} must be one lowercase word spelled "
+                               "out as one or more words")
+        out[short] = tuple(str(words).split())
+    return out
 
 
 @lru_cache(maxsize=8)

@@ -105,7 +105,8 @@ class PhraseIndex:
         trie: dict[str, tuple[set[str], dict]] = {}
         vocab: set[str] = set()
         for phrase, labels in phrases.items():
-            toks = tuple(t for t in expand(tokenize(fold(phrase, replace=self.replace)), self.spelled) if t not in MARKS)
+            toks = tuple(t for t in expand(tokenize(fold(phrase, replace=self.replace)), self.spelled)
+                         if t not in MARKS)
             if not toks:
                 continue
             vocab.update(toks)

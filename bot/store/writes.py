@@ -116,7 +116,7 @@ def opening_statement(columns: tuple[str, ...], page_count: int, reply: bool):
 # -- the statements above, run on SQLite's cursor ----------------------------------------------------
 # Measured in one process over 3,000 texts from new senders: the write path took 0.76 ms a text through
 # SQLAlchemy's execution machinery (compiled-cache lookup, execution context, parameter and result
-# objects, for each of 4-6 statements) and 0.52-0.57 ms this way; under gunicorn 5-9% more texts a second.
+# objects, for each of 4-6 statements) and 0.61 ms this way; under gunicorn 5-9% more texts a second.
 
 
 class _Row(tuple):
@@ -138,6 +138,7 @@ class _Prepared:
     defaults of the columns it leaves out (filled at each run, as SQLAlchemy does)."""
 
     def __init__(self, statement, dialect, keys: tuple[str, ...]):
+        self.statement = statement  # held, so the id() in this entry's key is never another statement's
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         if not compiled.positional:
             raise ValueError("only a driver with positional parameters (SQLite's qmark) runs statements here")
