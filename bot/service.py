@@ -64,9 +64,8 @@ def recent_texts(s: Session, contact_id: int, since: datetime, limit: int = RECE
     text that paged, whose verdict already stands. A text held for review still joins: the next one
     may finish the crisis it began ("i just took", read the same day, then "30 of them").
     """
-    rows = s.execute(select(Message.severity, Message.body).where(
-        Message.contact_id == contact_id, Message.direction == Direction.IN, Message.created_at >= since)
-        .order_by(Message.id.desc()).limit(limit)).all()
+    rows = writes.run(s.connection(), writes.RECENT, {"contact_id": contact_id, "direction": Direction.IN,
+                                                      "since": since, "limit": limit}, every=True)
     recent = []
     for severity, body in rows:
         if severity is not None and pages(severity):
@@ -276,7 +275,7 @@ class Helpline:
         """
         with self.db.write_lock, self.db.session() as s:
             try:
-                found = self._run(s.connection(), writes.LOOKUP, {"sid": msg.message_id, "address": msg.sender})
+                found = writes.run(s.connection(), writes.LOOKUP, {"sid": msg.message_id, "address": msg.sender})
             except DBAPIError as exc:
                 if exc.connection_invalidated:  # not pinged at checkout (db.PING_IDLE); nothing written yet
                     raise StaleConnection() from exc
@@ -308,7 +307,7 @@ class Helpline:
                 if contact is None:
                     row = {"address": msg.sender, "channel": msg.channel, "created_at": now, "last_seen_at": now,
                            **(seen if touched else {})}
-                    contact = _Texter(self._run(conn, writes.NEW_CONTACT, row)[0], msg.sender, msg.channel,
+                    contact = _Texter(writes.run(conn, writes.NEW_CONTACT, row)[0], msg.sender, msg.channel,
                                       row.get("language"), row.get("opted_out", False))
                 if counted and self._over(s, limits, now) and refusable:
                     # The caller's flood limit. Never a crisis: those go through whatever the counters say.
@@ -316,13 +315,13 @@ class Helpline:
                     return Outcome(None, decision, stored=False, refused=True)
                 decision = self._count_reply(s, contact, decision, now, replayed_at)
                 if not touched:
-                    self._run(conn, writes.TOUCH, {"contact_id": contact.id, **seen})
+                    writes.run(conn, writes.TOUCH, {"contact_id": contact.id, **seen})
                     contact = replace(contact, language=seen.get("language", contact.language),
                                       opted_out=seen.get("opted_out", contact.opted_out))
                 # A text joins the escalation a human already has (its transcript stays together); one
                 # that escalates on its own gets its escalation's id once that exists.
                 joined = escalation.id if escalation is not None else None
-                inbound_id = self._run(conn, writes.NEW_MESSAGE, dict(
+                inbound_id = writes.run(conn, writes.NEW_MESSAGE, dict(
                     contact_id=contact.id, direction=Direction.IN, sid=msg.message_id, body=msg.body,
                     media_count=msg.media_count, kind=decision.kind, severity=verdict.severity,
                     crisis_kind=verdict.kind, rule=verdict.rule, topic=decision.topic, language=decision.language,
@@ -332,7 +331,7 @@ class Helpline:
                     escalation = self._escalate(s, contact, escalation, inbound_id, decision, msg, now,
                                                 page_at=utcnow() if replayed_at else now, paged=paged)
                     if joined is None:
-                        self._run(conn, writes.JOIN_ESCALATION,
+                        writes.run(conn, writes.JOIN_ESCALATION,
                                   {"message_id": inbound_id, "escalation_id": escalation.id})
                         joined = escalation.id
                     if decision.held_reply and replayed_at is None:  # a replayed text got its crisis reply then
@@ -342,21 +341,12 @@ class Helpline:
                 elif escalation is not None:
                     _count_in(escalation, now)
                 if decision.reply and replayed_at is None:  # a replayed text was answered when it came
-                    self._run(conn, writes.NEW_REPLY, dict(
+                    writes.run(conn, writes.NEW_REPLY, dict(
                         contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
                         reply_to_id=inbound_id, escalation_id=joined, language=decision.language, created_at=now))
                 _log_stored(msg, contact, decision)
                 return Outcome(decision.reply, decision, stored=True,
                                escalation_id=escalation.id if escalation is not None else None)
-
-    def _run(self, conn, statement, params: dict):
-        """One statement of the write path; its first row or None. On SQLite straight on the cursor
-        (``writes.run``: there SQLAlchemy's per-execution work cost more than the statements); on
-        PostgreSQL, where most texts take the fused statements instead, through SQLAlchemy."""
-        if self.db.sqlite:
-            return writes.run(conn, statement, params)
-        result = conn.execute(statement, params)
-        return result.first() if result.returns_rows else None
 
     def _fits_one_statement(self, contact: "_Texter | None", escalation: Escalation | None, decision: Decision,
                             counted: bool, channel: str) -> bool:
@@ -511,11 +501,11 @@ class Helpline:
         escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
         columns = _escalation_values(escalation)
         conn = s.connection()
-        escalation.id = self._run(conn, writes.NEW_ESCALATION, columns)[0]
+        escalation.id = writes.run(conn, writes.NEW_ESCALATION, columns)[0]
         if people:
             body = self._page_body(escalation, contact, page_at)
             for page in page_rows(escalation.id, people, body, 0, page_at):
-                self._run(conn, writes.NEW_PAGE, page)
+                writes.run(conn, writes.NEW_PAGE, page)
         self._log_opened(escalation, people, decision.triage)
         return escalation
 

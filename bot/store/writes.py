@@ -42,6 +42,11 @@ NEW_ESCALATION = ESCALATIONS.insert().returning(ESCALATIONS.c.id)
 NEW_REPLY = MESSAGES.insert()
 NEW_PAGE = OUTBOX.insert()
 TOUCH = CONTACTS.update().where(CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
+# A sender's last few inbound texts since a time, newest first (bot.service.recent_texts).
+RECENT = (select(MESSAGES.c.severity, MESSAGES.c.body)
+          .where(MESSAGES.c.contact_id == bindparam("contact_id"), MESSAGES.c.direction == bindparam("direction"),
+                 MESSAGES.c.created_at >= bindparam("since"))
+          .order_by(MESSAGES.c.id.desc()).limit(bindparam("limit")))
 
 
 _NEW_CONTACT_COLUMNS = ("address", "channel", "created_at", "last_seen_at", "language", "opted_out", "opted_out_at")
@@ -168,16 +173,23 @@ class _Prepared:
 _PREPARED: dict[tuple, _Prepared] = {}
 
 
-def run(conn, statement, params: dict):
-    """``conn.execute(statement, params).first()`` without SQLAlchemy's per-execution work.
+def run(conn, statement, params: dict, every: bool = False):
+    """``conn.execute(statement, params).first()`` (``.all()`` with ``every``), without SQLAlchemy's
+    per-execution work where the driver allows.
 
-    For SQLite's write path: the SQL is compiled once per statement and set of parameter names, then run
-    on the DBAPI cursor of the same connection, so in the same transaction, with the same bind processing
-    and column defaults. A failure raises what SQLAlchemy would (``IntegrityError``, ``OperationalError``...,
-    parameters hidden), and a connection the error broke is dropped from the pool as ``Database`` has
-    SQLAlchemy do. Returns the first row (a tuple with the columns as attributes), or None.
+    On SQLite (positional parameters) the SQL is compiled once per statement and set of parameter names,
+    then run on the DBAPI cursor of the same connection, so in the same transaction, with the same bind
+    processing and column defaults. A failure raises what SQLAlchemy would (``IntegrityError``,
+    ``OperationalError``..., parameters hidden), and a connection the error broke is dropped from the pool
+    as ``Database`` has SQLAlchemy do. Rows are tuples with the columns as attributes. Other drivers (on
+    PostgreSQL most texts take the fused statements) go through SQLAlchemy.
     """
     dialect = conn.dialect
+    if not dialect.positional:
+        result = conn.execute(statement, params)
+        if not result.returns_rows:
+            return [] if every else None
+        return result.all() if every else result.first()
     key = (id(statement), dialect.name, tuple(params))
     prepared = _PREPARED.get(key)
     if prepared is None:
@@ -187,7 +199,7 @@ def run(conn, statement, params: dict):
     cursor = raw.cursor()
     try:
         cursor.execute(prepared.sql, args)
-        values = cursor.fetchone() if prepared.returns else None
+        values = (cursor.fetchall() if every else cursor.fetchone()) if prepared.returns else None
     except dialect.loaded_dbapi.Error as exc:
         cursor.close()  # before an invalidation closes the connection under it
         broken = sqlite_broken(exc) or dialect.is_disconnect(exc, raw, cursor)
@@ -195,8 +207,10 @@ def run(conn, statement, params: dict):
             conn.invalidate(exc)
         raise DBAPIError.instance(prepared.sql, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
                                   connection_invalidated=broken, dialect=dialect) from exc
-    if values is not None and prepared.row is None:
+    if values and prepared.row is None:
         prepared.row = type("Row", (_Row,), {"__slots__": (), "names": {
             d[0]: i for i, d in enumerate(cursor.description)}})
     cursor.close()
+    if every:
+        return [prepared.row(v) for v in values or ()]
     return None if values is None else prepared.row(values)
