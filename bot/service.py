@@ -406,7 +406,7 @@ class Helpline:
         if reply and not opening:
             params.update(_reply_params(reply, decision, joined, now))
         statement = writes.routine_statement(contact is None, tuple(sorted(seen)) if contact else (),
-                                       bool(reply) and not opening, opening)
+                                             bool(reply) and not opening, opening)
         row = s.connection().execute(statement, params).one()
         texter = _Texter(row[0], msg.sender, contact.channel if contact else msg.channel,
                          seen.get("language", contact and contact.language),

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple
 
-from bot.core.normalize import MARKS, expand, fold, squeeze, tokenize, words
+from bot.core.normalize import MARKS, squeeze, words
 
 REAL_WORDS = Path(__file__).parent / "data" / "common_words.txt"
 
@@ -105,8 +105,7 @@ class PhraseIndex:
         trie: dict[str, tuple[set[str], dict]] = {}
         vocab: set[str] = set()
         for phrase, labels in phrases.items():
-            toks = tuple(t for t in expand(tokenize(fold(phrase, replace=self.replace)), self.spelled)
-                         if t not in MARKS)
+            toks = tuple(t for t in words(phrase, replace=self.replace, spelled=self.spelled) if t not in MARKS)
             if not toks:
                 continue
             vocab.update(toks)
