@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from bot.core.engine import Bot, Decision, Inbound, State
 from bot.core.states import (Author, DecisionKind, Direction, EscalationStatus, OutboxStatus, Tier, channel_spec,
-                             pages, rank)
+                             pages, rank, silences_bot)
 from bot.store.db import Database, DeadlineExceeded, StaleConnection, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
@@ -285,9 +285,10 @@ class Helpline:
             now = datetime.fromisoformat(replayed_at) if replayed_at else utcnow()
             contact = None if found.contact_id is None else _Texter(
                 found.contact_id, msg.sender, found.channel, found.language, bool(found.opted_out))
-            escalation = None if found.escalation_id is None else s.get(Escalation, found.escalation_id)
+            escalation = None if found.escalation_id is None else _Open(
+                found.escalation_id, found.escalation_status, found.escalation_severity)
             state = State(language=contact and contact.language, opted_out=bool(contact and contact.opted_out),
-                          escalated=escalation is not None and escalation.silences_bot,
+                          escalated=escalation is not None and silences_bot(escalation.status, escalation.severity),
                           recent=recent_texts(s, contact.id, now - self.context) if contact else (),
                           claimed=escalation is not None and escalation.status == EscalationStatus.CLAIMED)
             decision = self.bot.decide(msg, state)
@@ -339,7 +340,7 @@ class Helpline:
                     _log_escalated(escalation, verdict, contact)
                     decision = _alerted(escalation, decision)
                 elif escalation is not None:
-                    _count_in(escalation, now)
+                    writes.run(conn, writes.COUNT_IN, {"escalation_id": escalation.id, "now": now})
                 if decision.reply and replayed_at is None:  # a replayed text was answered when it came
                     writes.run(conn, writes.NEW_REPLY, dict(
                         contact_id=contact.id, direction=Direction.OUT, body=decision.reply, kind=Author.BOT,
@@ -348,7 +349,7 @@ class Helpline:
                 return Outcome(decision.reply, decision, stored=True,
                                escalation_id=escalation.id if escalation is not None else None)
 
-    def _fits_one_statement(self, contact: "_Texter | None", escalation: Escalation | None, decision: Decision,
+    def _fits_one_statement(self, contact: "_Texter | None", escalation: "_Open | None", decision: Decision,
                             counted: bool, channel: str) -> bool:
         """Whether this text's writes can be fused into one or two PostgreSQL statements (``_store_fused``).
 
@@ -374,7 +375,7 @@ class Helpline:
             self.limiter.hit(s, self.reply_limit, f"contact:{contact.id}", now)  # answered during the outage
         return decision
 
-    def _store_fused(self, s: Session, msg: Inbound, contact: "_Texter | None", escalation: Escalation | None,
+    def _store_fused(self, s: Session, msg: Inbound, contact: "_Texter | None", escalation: "_Open | None",
                      decision: Decision, seen: dict, now: datetime, replayed_at: str | None, page_at: datetime,
                      paged: tuple[list, str | None]) -> Outcome:
         """PostgreSQL: the sender's row (new, or touched), the inbound message and the reply written by ONE
@@ -416,7 +417,7 @@ class Helpline:
                                                     replayed_at)
             joined = escalation.id
         elif escalation is not None:
-            _count_in(escalation, now)
+            writes.run(s.connection(), writes.COUNT_IN, {"escalation_id": escalation.id, "now": now})
         _log_stored(msg, texter, decision)
         return Outcome(decision.reply, decision, stored=True, escalation_id=joined)
 
@@ -470,16 +471,16 @@ class Helpline:
                            reply=self.bot.content.message("reply_limited", decision.language))
         return replace(decision, kind=DecisionKind.LIMITED, reply=None)
 
-    def _escalate(self, s: Session, contact: "_Texter", escalation: Escalation | None, inbound_id: int,
+    def _escalate(self, s: Session, contact: "_Texter", known: "_Open | None", inbound_id: int,
                   decision: Decision, msg: Inbound, now: datetime, page_at: datetime | None = None,
                   paged: tuple[list, str | None] = ([], None)) -> Escalation:
         verdict = decision.triage
-        if escalation is None:
+        if known is None:
             return self._open_escalation(s, contact, inbound_id, decision, msg, now, page_at or now, paged)
-        # Read again under the write lock (PostgreSQL: the row's lock; SQLite: the writer lock, held): another
-        # process may have raised it, added rules or paged since the read phase, and what is written back
-        # here must build on that, not on the earlier read (else rules are lost and a round is paged twice).
-        s.refresh(escalation, with_for_update=True)
+        # Read whole, and only now, under the write lock (PostgreSQL: the row's lock; SQLite: the writer lock,
+        # held): another process may have raised it, added rules or paged since the read phase, and what is
+        # written back here must build on that (else rules are lost and a round is paged twice).
+        escalation = s.get(Escalation, known.id, with_for_update=True, populate_existing=True)
         _count_in(escalation, now)
         escalation.opted_out = escalation.opted_out or contact.opted_out
         if rank(verdict.severity) > rank(escalation.severity):
@@ -561,6 +562,16 @@ class Helpline:
         reply = s.scalar(select(Message.body).where(Message.reply_to_id == seen_id))
         logger.info("duplicate delivery %s ignored", sid)
         return Outcome(reply, None, stored=True, duplicate=True, escalation_id=escalation_id)
+
+
+@dataclass(frozen=True)
+class _Open:
+    """The sender's open escalation as the lookup read it: enough to decide and to count a text in.
+    A text that escalates again reads the whole row under the write lock (``Helpline._escalate``)."""
+
+    id: int
+    status: str
+    severity: str
 
 
 @dataclass(frozen=True)

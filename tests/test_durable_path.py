@@ -302,6 +302,31 @@ def test_a_crisis_then_a_routine_text_on_the_one_statement_path_keep_one_escalat
         assert count(db, Outbox, Outbox.kind == "page") == 1
 
 
+def test_a_text_joining_an_open_escalation_is_counted_in_it_without_reading_the_row(app, sms, db):
+    """A follow-up that does not escalate again (most texts in a conversation staff have) adds one to the
+    escalation's count and moves its time with one UPDATE: the escalation's row is not loaded for it
+    (the lookup's join gave all the decision needs: its status and tier)."""
+    sms.send(CRISIS)
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        before = esc.updated_at
+    loads: list[str] = []
+
+    def listen(conn, cursor, sql, *rest):
+        if "FROM escalations" in sql:
+            loads.append(sql)
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    sms.send(ROUTINE)
+    sms.send("thanks")
+    event.remove(db.engine, "before_cursor_execute", listen)
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        ins = s.scalars(select(Message).where(Message.direction == "in")).all()
+        assert esc.message_count == 3 and esc.updated_at > before and {m.escalation_id for m in ins} == {esc.id}
+    assert loads == []
+
+
 def test_the_fused_statements_are_compiled_once_not_per_text():
     """SQLAlchemy compiles a statement once per shape only when it can key it (a multi-row VALUES cannot):
     one it cannot key is compiled again for every text, which cost more than the round trips saved."""

@@ -140,6 +140,13 @@ class EscalationStatus(StrEnum):
 OPEN_STATUSES: tuple[EscalationStatus, ...] = (EscalationStatus.OPEN, EscalationStatus.CLAIMED)
 
 
+def silences_bot(status: str, severity: str) -> bool:
+    """Whether an open escalation means a human handles the conversation: any claimed one, or an open
+    one that pages staff. An open review-tier escalation (a bare HELP, a vague "can't do this") is read
+    the same day; until someone claims it the bot keeps answering questions rather than go quiet."""
+    return status == EscalationStatus.CLAIMED or Tier(severity).pages
+
+
 class OutboxKind(StrEnum):
     """Why an outbound text exists."""
 

@@ -9,7 +9,7 @@ from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, String, T
                         text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from bot.core.states import Channel, EscalationStatus, OutboxStatus, Tier, channel_spec
+from bot.core.states import Channel, EscalationStatus, OutboxStatus, channel_spec, silences_bot
 
 
 def utcnow() -> datetime:
@@ -121,12 +121,8 @@ class Escalation(Base):
 
     @property
     def silences_bot(self) -> bool:
-        """A human handles it: any claimed escalation, or an open one that pages staff.
-
-        An open review-tier escalation (a bare HELP, a vague "can't do this") is read the same
-        day; until someone claims it the bot keeps answering questions rather than go quiet.
-        """
-        return self.status == EscalationStatus.CLAIMED or Tier(self.severity).pages
+        """A human handles it (:func:`bot.core.states.silences_bot`)."""
+        return silences_bot(self.status, self.severity)
 
     @property
     def spec(self):

@@ -28,7 +28,8 @@ _open = ESCALATIONS.alias("open_escalation")
 # sender, and the sender's open escalation. The one-row SELECT keeps a row when neither exists.
 LOOKUP = (select(_seen.c.id.label("seen_id"), _seen.c.escalation_id.label("seen_escalation_id"),
                  CONTACTS.c.id.label("contact_id"), CONTACTS.c.channel, CONTACTS.c.language,
-                 CONTACTS.c.opted_out, _open.c.id.label("escalation_id"))
+                 CONTACTS.c.opted_out, _open.c.id.label("escalation_id"),
+                 _open.c.status.label("escalation_status"), _open.c.severity.label("escalation_severity"))
           .select_from(select(literal_column("1").label("one")).subquery("one")
                        .outerjoin(_seen, _seen.c.sid == bindparam("sid"))
                        .outerjoin(CONTACTS, CONTACTS.c.address == bindparam("address"))
@@ -41,6 +42,10 @@ JOIN_ESCALATION = MESSAGES.update().where(MESSAGES.c.id == bindparam("message_id
 NEW_ESCALATION = ESCALATIONS.insert().returning(ESCALATIONS.c.id)
 NEW_REPLY = MESSAGES.insert()
 NEW_PAGE = OUTBOX.insert()
+# One more text in an open escalation: the database adds one, so texts joining it at once from two
+# processes both count (a value read before the write phase and written back would lose one).
+COUNT_IN = (ESCALATIONS.update().where(ESCALATIONS.c.id == bindparam("escalation_id"))
+            .values(message_count=ESCALATIONS.c.message_count + 1, updated_at=bindparam("now")))
 TOUCH = CONTACTS.update().where(CONTACTS.c.id == bindparam("contact_id"))  # SET: the parameters given
 # A sender's last few inbound texts since a time, newest first (bot.service.recent_texts).
 RECENT = (select(MESSAGES.c.severity, MESSAGES.c.body)
