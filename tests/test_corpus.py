@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-g``, ``written-heldout`` and ``written-heldout-2``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-h``, ``written-heldout`` to ``written-heldout-3``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -81,7 +81,9 @@ def holds(m: dict, floor: dict) -> None:
 # fewer), blind-f 172, 159, 26/216 (12.0%, one more), blind-g unchanged. The floors are the shipped figures;
 # where that last retraining moved a set by one text past its floor (blind-c paged, blind-f false
 # escalations) the floor moved by that one text: the folds' seed alone moves a retrained model's figures
-# by more than that (README).
+# by more than that (README). blind-h (written the session after by two more writers, en 214 / es 206; 30
+# lines that matched an existing corpus word for word dropped unread) was read once, with the shipped model:
+# 175/182 (96.2%), 160 paged (87.9%), 12/198 (6.1%), 3 paged (1.5%).
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -90,6 +92,7 @@ BLIND_FLOORS = {
     "blind-e": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.09},
     "blind-f": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.125},
     "blind-g": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.11},
+    "blind-h": {"crisis_escalated": 0.96, "crisis_paged": 0.875, "routine_escalated_max": 0.065},
 }
 
 
@@ -106,12 +109,18 @@ BLIND_FLOORS = {
 #   reveal something taken, Spanish-speaking users and families, terse texts), 40% crises; trained on, the page
 #   threshold rose from 0.66 to 0.74. First look (2026-11-28, shipped model): 689/717 crises escalated (96.1%),
 #   645 paged (90.0%), 97/851 routine escalated (11.4%), 22 paged (2.6%).
+# - written-heldout-3: 1,246 lines by four more writers (WhatsApp and voice dictation in English and Spanish,
+#   and look-alikes: danger words in ordinary senses, crises in calm ordinary words), 35% crises; trained on,
+#   the models moved every set by a few texts either way (README), so they measure instead. First look
+#   (2026-11-28, shipped model): 408/435 crises escalated (93.8%), 371 paged (85.3%), 52/728 routine
+#   escalated (7.1%), 22 paged (3.0%).
 WRITTEN_HELDOUT_FLOORS = {
     "written-heldout": {"crisis_escalated": 0.905, "crisis_paged": 0.79, "routine_escalated_max": 0.095},
     "written-heldout-2": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.12},
+    "written-heldout-3": {"crisis_escalated": 0.935, "crisis_paged": 0.85, "routine_escalated_max": 0.075},
 }
 FLOORS = {**BLIND_FLOORS, **WRITTEN_HELDOUT_FLOORS}
-MIN_LINES = {"written-heldout": 2400, "written-heldout-2": 1700}  # the blind sets: 400 each
+MIN_LINES = {"written-heldout": 2400, "written-heldout-2": 1700, "written-heldout-3": 1200}  # the blind sets: 400 each
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
