@@ -151,6 +151,35 @@ def test_the_writer_lock_file_held_elsewhere_bounds_the_wait_and_the_text_is_spo
     assert count(db, Message, Message.direction == "in") == 2 and count(db, Escalation) == 1
 
 
+@pytest.mark.sqlite_only
+def test_a_write_that_waited_for_the_writer_lock_file_still_ends_at_the_deadline(app, sms, db):
+    """Another process holds the writer lock file for 1.5 s, and another connection holds SQLite's own
+    write lock throughout (the fault harness's "write lock held"). The text's write starts late, then
+    meets the lock: SQLite's busy wait is bounded by what is left of the deadline, not by a timeout set
+    at checkout (the answer came at 4 s here, 5 s in the harness, before)."""
+    import fcntl
+    import os
+    import sqlite3
+    from bot.service import STORE_SECONDS
+    sms.send(ROUTINE)
+    path = db.url.split("///", 1)[-1]
+    fd = os.open(path + "-writer", os.O_RDWR)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(1.5, fcntl.flock, (fd, fcntl.LOCK_UN)).start()
+        started = time.monotonic()
+        reply = sms.send(CRISIS, sender="+15555550168")
+        took = time.monotonic() - started
+        assert "911" in reply.text and took < STORE_SECONDS + 0.4, took
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        os.close(fd)
+    assert app.extensions["helpline"].helpline.spool.counts().pending == 1
+
+
 # --- one statement for a routine text on PostgreSQL (data-modifying CTEs) ---------------------------
 
 def statements(db) -> list[str]:
