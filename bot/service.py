@@ -481,7 +481,7 @@ class Helpline:
         # held): another process may have raised it, added rules or paged since the read phase, and what is
         # written back here must build on that (else rules are lost and a round is paged twice).
         escalation = s.get(Escalation, known.id, with_for_update=True, populate_existing=True)
-        _count_in(escalation, now)
+        writes.run(s.connection(), writes.COUNT_IN, {"escalation_id": escalation.id, "now": now})
         escalation.opted_out = escalation.opted_out or contact.opted_out
         if rank(verdict.severity) > rank(escalation.severity):
             escalation.severity, escalation.rule, escalation.kind = verdict.severity, verdict.rule, verdict.kind
@@ -605,14 +605,6 @@ def _log_stored(msg: Inbound, contact: "_Texter", decision: Decision) -> None:
     severity = decision.triage.severity
     logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
                 f" ({severity})" if severity else "")
-
-
-def _count_in(escalation: Escalation, now: datetime) -> None:
-    """One more text in an open escalation. The database adds one (``SET message_count = message_count
-    + 1``): texts joining it at once from two processes both count, where a value read before the
-    write phase and written back lost one of them."""
-    escalation.message_count = Escalation.message_count + 1
-    escalation.updated_at = now
 
 
 def _escalation_values(escalation: Escalation) -> dict:
