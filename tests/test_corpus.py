@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-h``, ``written-heldout`` to ``written-heldout-3``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-i``, ``written-heldout`` to ``written-heldout-3``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -83,7 +83,11 @@ def holds(m: dict, floor: dict) -> None:
 # escalations) the floor moved by that one text: the folds' seed alone moves a retrained model's figures
 # by more than that (README). blind-h (written the session after by two more writers, en 214 / es 206; 30
 # lines that matched an existing corpus word for word dropped unread) was read once, with the shipped model:
-# 175/182 (96.2%), 160 paged (87.9%), 12/198 (6.1%), 3 paged (1.5%).
+# 175/182 (96.2%), 160 paged (87.9%), 12/198 (6.1%), 3 paged (1.5%); later read through these floors for two
+# retrained models that did not ship (README): its three looks are spent. blind-i (written the session after
+# that by two more writers, en 229 / es 226 after 25 lines that matched an existing corpus word for word
+# were dropped unread) was read once, with the shipped model: 161/167 (96.4%), 154 paged (92.2%), 16/232
+# (6.9%), 2 paged (0.9%).
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -93,6 +97,7 @@ BLIND_FLOORS = {
     "blind-f": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.125},
     "blind-g": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.11},
     "blind-h": {"crisis_escalated": 0.96, "crisis_paged": 0.875, "routine_escalated_max": 0.065},
+    "blind-i": {"crisis_escalated": 0.96, "crisis_paged": 0.92, "routine_escalated_max": 0.07},
 }
 
 

@@ -110,9 +110,9 @@ HYPER = [(c, None, 30_000, 20_000, 3.0) for c in (4.0, 8.0)]
 # optimum, but lbfgs at scikit-learn's default tol, 1e-4 (the shipped model's), stops after about 40
 # iterations with logits up to 1.7 (mean 0.29) away from it: the weights then depend on the machine's
 # floating point, which is why a rerun on another machine does not give the shipped file. At 1e-6
-# (about 130 iterations; 861 s here for three C settings against 487 s for two) every logit is within 0.01 of the optimum. Not the
-# default: the converged model did not ship (README, "Measured"), and `make model` should rebuild the
-# shipped one.
+# (about 130 iterations; 861 s here for three C settings against 487 s for two) every logit is within
+# 0.01 of the optimum. Not the default: the converged model did not ship (README, "Measured"), and
+# `make model` should rebuild the shipped one.
 TOL = 1e-4
 CONVERGED_TOL = 1e-6
 
