@@ -200,6 +200,22 @@ def test_explain_names_the_words_that_pushed_toward_a_crisis(bot):
     assert {h["rule"] for h in out["rules"]}
 
 
+def test_the_triage_report_compares_a_candidate_folder_with_the_shipped_one(tmp_path):  # --compare
+    import shutil
+    sys.path.insert(0, str(REPO / "tools"))
+    import triage_report
+    from bot.core.corpus import Example
+    rules_only = tmp_path / "replies"
+    shutil.copytree(DEFAULT_REPLIES_DIR, rules_only)
+    (rules_only / "crisis" / "model.json").unlink()  # the rules alone: no rule reads this goodbye
+    text = "said goodbye to my dog today, he's going to the neighbors"
+    lines = triage_report.compare([str(DEFAULT_REPLIES_DIR), str(rules_only)],
+                                  [("t", [Example("urgent", text, "t", 1, lang="en")])])
+    assert lines[2] == f"| t | {DEFAULT_REPLIES_DIR} | 1 | 1/1 (100.0%) | 1/1 (100.0%) |  |  |"
+    assert lines[3] == f"| t | {rules_only} | 1 | 0/1 (0.0%) | 0/1 (0.0%) |  |  |"
+    assert not any(name.startswith("blind") for name, _ in triage_report.corpora(blind=False))
+
+
 def test_the_triage_report_counts_each_group_and_formats_a_row():  # tools/triage_report.py
     sys.path.insert(0, str(REPO / "tools"))
     import triage_report
