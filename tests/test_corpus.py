@@ -237,3 +237,13 @@ def test_label_agreement_is_reproducible_from_the_repository():
     assert figures["texts"] >= 3000 and figures["settled_by_third"] > 0
     # Independent labellers, one guide: substantial agreement on whether a text needs a human.
     assert figures["escalate"]["kappa"] >= 0.7 and figures["page"]["kappa"] >= 0.7
+
+
+def test_a_blind_sets_labels_agree_with_a_second_labellers():
+    """tests/corpus/blind-i/second-labeller.tsv: one more labeller, the guide and the texts only."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from label_agreement import blind_agreement
+    figures = blind_agreement(CORPUS / "blind-i")
+    assert figures["texts"] == len(read_dir(CORPUS / "blind-i"))
+    assert figures["escalate"]["kappa"] >= 0.9 and figures["page"]["kappa"] >= 0.9
