@@ -31,7 +31,7 @@ STAGES = [
     ("topic matching", ("TopicMatcher.",)),
     ("language detection", ("LanguageDetector.",)),
     ("Bot.decide, rest", ("Bot.decide",)),
-    ("signature validation", ("RequestValidator.",)),
+    ("signature validation", ("RequestValidator.", "signature_matches")),
     ("form parsing (werkzeug)", ("formparser.py", "Request.form", "_load_form_data")),
     ("TwiML rendering", ("twiml (",)),
     ("logging", ("logging/__init__.py",)),

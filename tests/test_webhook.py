@@ -122,6 +122,18 @@ def test_a_body_changed_after_signing_is_refused(sms, db):
     assert nothing_stored(db)
 
 
+def test_a_signature_over_the_url_with_its_default_port_is_accepted_as_twilio_accepts_it(sms):
+    """Twilio may sign https://host:443/... for https://host/...; the port variant is still checked."""
+    assert sms.post(sms.params(ROUTINE), signed_url="http://localhost:80/sms").status == 200
+    assert sms.post(sms.params(ROUTINE), signed_url="http://localhost:8080/sms").status == 403
+
+
+def test_a_signature_header_that_is_not_ascii_is_refused_not_an_error(sms, db):
+    reply = sms.post(sms.params(OVERDOSE), sign=False, headers={"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl\xe9"})
+    assert reply.status == 403
+    assert nothing_stored(db)
+
+
 # --- behind a proxy -------------------------------------------------------------------------
 
 def test_with_a_public_url_the_signature_is_checked_against_that_url(make_app):
