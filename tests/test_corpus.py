@@ -239,7 +239,7 @@ def test_label_agreement_is_reproducible_from_the_repository():
     assert figures["escalate"]["kappa"] >= 0.7 and figures["page"]["kappa"] >= 0.7
 
 
-def test_a_blind_sets_labels_agree_with_a_second_labellers():
+def test_a_blind_sets_labels_agree_with_a_second_labeller():
     """tests/corpus/blind-i/second-labeller.tsv: one more labeller, the guide and the texts only."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

@@ -364,6 +364,11 @@ def measure(final: np.ndarray, rows: list[Row]) -> dict[str, float]:
     return out
 
 
+def ceilings() -> dict[str, float]:
+    """The false-alarm ceilings as the model file records them ("group:what": rate)."""
+    return {f"{g}:{w}": c for (g, w), c in CEILINGS.items()}
+
+
 def feasible(m: dict[str, float]) -> bool:
     return all(m[f"{g}_routine_{what}"] <= ceiling for (g, what), ceiling in CEILINGS.items())
 
@@ -468,7 +473,7 @@ def rethreshold(dump: str, out: Path) -> int:
     data["min_words"] = int(th["min_words"])
     data["thresholds"] = {k: float(v) for k, v in th.items() if k != "min_words"}
     data["trained_on"]["out_of_fold"] = {k: round(v, 4) for k, v in m.items()}
-    data["trained_on"]["ceilings"] = {f"{g}:{w}": c for (g, w), c in CEILINGS.items()}
+    data["trained_on"]["ceilings"] = ceilings()
     data["trained_on"]["files_sha256"] = digest(training_files())
     write(out, data)
     return 0
@@ -547,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "version": time.strftime("%Y-%m-%d"),
         "trained_on": {"texts": len(rows), "by_source": counts, "files_sha256": digest(training_files()), "tol": TOL,
-                       "ceilings": {f"{g}:{w}": c for (g, w), c in CEILINGS.items()},
+                       "ceilings": ceilings(),
                        "hyper": {"C": hyper[0], "char_max": hyper[2], "word_max": hyper[3], "real_weight": hyper[4]},
                        "out_of_fold": {k: round(v, 4) for k, v in m.items()}, "kind_accuracy": round(kind_acc, 4)},
     }
