@@ -67,10 +67,7 @@ def agreement(path: Path = LABELS) -> dict[str, object]:
 def blind_agreement(folder: Path) -> dict[str, object]:
     """A blind set's writers' labels against a second labeller's (``second-labeller.tsv`` in the set's
     folder: ``id tier kind about``, ids ``<file stem>-<line>``), who saw only the guide and the texts."""
-    second = {}
-    for line in (folder / "second-labeller.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        i, tier, kind, _about = line.split("\t")
-        second[i] = (tier, kind)
+    second = {r["id"]: (r["tier"], r["kind"]) for r in read_real_labels(folder / "second-labeller.tsv")}
     a, b = [], []
     for path in sorted(folder.glob("*.jsonl")):
         for n, ex in enumerate(read_jsonl(path), 1):

@@ -91,7 +91,8 @@ def read_dir(folder: Path | str) -> list[Example]:
 
 
 def read_real_labels(path: Path | str) -> list[dict[str, str]]:
-    """The rows of ``tests/labels/real.tsv`` (header line, then tab-separated fields)."""
+    """The rows of ``tests/labels/real.tsv``, or of any labels file in its shape (header line, then
+    tab-separated fields; a blind set's ``second-labeller.tsv`` too)."""
     rows: list[dict[str, str]] = []
     header: list[str] | None = None
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
