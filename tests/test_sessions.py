@@ -54,6 +54,20 @@ def with_cookie(app, value: str):
 
 # --- sessions end on the server -----------------------------------------------------------------
 
+def test_a_poll_leaves_the_session_cookie_alone_so_a_shown_message_does_not_come_back(app, ann):
+    """The queue polls every few seconds. A poll that answered with the session cookie it was sent
+    could land after a page had shown (and so removed) a message from that cookie, and put the
+    message back: "You are now OFF call." reappeared beside "You are now ON call." in the browser."""
+    client = browser(app)
+    assert login(client, ANN).status_code == 302
+    assert post(client, "/dashboard/on-call", {"staff": "1", "on": "off"}).status_code == 302
+    with client.session_transaction() as cookie:
+        assert cookie["_flashes"] == [("success", "You are now OFF call.")]
+    poll = client.get("/dashboard/queue/poll")
+    assert poll.status_code == 200
+    assert "session=" not in poll.headers.get("Set-Cookie", "")
+
+
 def test_a_session_cookie_saved_before_logout_no_longer_works(app, db, sms, ann):
     sms.send(CRISIS)
     client = browser(app)

@@ -107,6 +107,10 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=bool(settings.public_url and settings.public_url.lower().startswith("https")),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # The cookie is written only when the session changes. Refreshed on every response, the queue's
+        # polls sent back the cookie they were sent, so a poll finishing after a page had shown a message
+        # put that message back in the cookie. The login's own lifetime is the server's (12 h from login).
+        SESSION_REFRESH_EACH_REQUEST=False,
         # A queue page left open all shift must still claim: the token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
         # Referrer-Policy: no-referrer means browsers send no Referer, which Flask-WTF's HTTPS
