@@ -226,7 +226,7 @@ def classifier(c: float, cw, tol: float | None = None) -> LogisticRegression:
     return LogisticRegression(C=c, class_weight=cw, max_iter=5000, solver="lbfgs", tol=TOL if tol is None else tol)
 
 
-def fit(rows: list[Row], c: float, cw, cm: int, wm: int, real_weight: float = 1.0):
+def fit(rows: list[Row], c: float, cw, cm: int, wm: int, real_weight: float = 1.0, tol: float | None = None):
     """Vectorisers and heads fit on these rows.
 
     Real texts (forum, SMS) may weigh more than written ones: written texts are half crises and
@@ -239,11 +239,11 @@ def fit(rows: list[Row], c: float, cw, cm: int, wm: int, real_weight: float = 1.
     for head in BINARY_HEADS:
         idx = [i for i, r in enumerate(rows) if r.y[head] is not None]
         y = np.array([rows[i].y[head] for i in idx])
-        clf = classifier(c, cw)
+        clf = classifier(c, cw, tol)
         clf.fit(x[idx], y, sample_weight=weight[idx])
         heads[head] = clf
     idx = [i for i, r in enumerate(rows) if r.tier != "routine" and r.kind in KINDS]
-    clf = classifier(c, cw)
+    clf = classifier(c, cw, tol)
     clf.fit(x[idx], np.array([KINDS.index(rows[i].kind) for i in idx]))
     heads["kind"] = clf
     return vecs, heads
@@ -260,24 +260,38 @@ def logits(model, rows: list[Row]) -> dict[str, np.ndarray]:
     return out
 
 
-def out_of_fold(rows: list[Row], hyper, view: "RuleView") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Out-of-fold logits for every row, and for the local windows of weak hits in long texts."""
+def one_fold(rows: list[Row], hyper, view: "RuleView", train, test, tol: float):
+    """Fit on one fold's training rows; logits for its test rows and for their weak hits' windows."""
+    model = fit([rows[i] for i in train], *hyper, tol=tol)
+    got = logits(model, [rows[i] for i in test])
+    held = set(test)
+    mine = [j for j in np.flatnonzero(view.local) if view.row[j] in held]
+    got_w = None
+    if mine:
+        docs = [Row("", view.docs[j], view.extras[j], "routine", None, None, "") for j in mine]
+        got_w = logits(model, docs)
+    return test, got, mine, got_w
+
+
+def out_of_fold(rows: list[Row], hyper, view: "RuleView", seed: int | None = None,
+                jobs: int = 1) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Out-of-fold logits for every row, and for the local windows of weak hits in long texts.
+
+    ``seed`` splits the folds (default SEED); ``jobs`` fits that many folds at once (same result).
+    """
+    from joblib import Parallel, delayed
     strata = [f"{r.group}:{r.tier}" for r in rows]
     oof = {h: np.zeros(len(rows)) for h in BINARY_HEADS}
     oof["kind"] = np.zeros((len(rows), len(KINDS)))
-    local = np.flatnonzero(view.local)
     oof_w = {h: np.zeros(len(view.row)) for h in BINARY_HEADS}
-    for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(rows, strata):
-        model = fit([rows[i] for i in train], *hyper)
-        got = logits(model, [rows[i] for i in test])
+    splits = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED if seed is None else seed).split(rows, strata)
+    for test, got, mine, got_w in Parallel(n_jobs=jobs)(
+            delayed(one_fold)(rows, hyper, view, train, test, TOL) for train, test in splits):
         for h in oof:
             oof[h][test] = got[h]
-        mine = [j for j in local if view.row[j] in set(test)]
         if mine:
-            docs = [Row("", view.docs[j], view.extras[j], "routine", None, None, "") for j in mine]
-            got = logits(model, docs)
             for h in BINARY_HEADS:
-                oof_w[h][mine] = got[h]
+                oof_w[h][mine] = got_w[h]
     return oof, oof_w
 
 
@@ -415,6 +429,22 @@ def choose_thresholds(view: RuleView, p, ph, words, rows) -> tuple[dict, dict]:
     return best, measure(tiers(view, p, ph, words, best), rows)
 
 
+def steady_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows) -> tuple[dict, dict, list[dict]]:
+    """Thresholds chosen on each fold split's out-of-fold scores, then averaged (``--repeats``).
+
+    ``runs`` holds one (probabilities, hit probabilities) pair per split. One split's choice is
+    decided at a hard ceiling by the one to three texts nearest it, so it moves a grid step or two
+    with the split alone; the mean over splits moves less. The figures returned are the mean over
+    splits of each split's figures at the averaged thresholds. With one split this is
+    :func:`choose_thresholds` itself.
+    """
+    chosen = [choose_thresholds(view, p, ph, words, rows)[0] for p, ph in runs]
+    th = {k: round(float(np.mean([c[k] for c in chosen])), 4) for k in chosen[0] if k != "min_words"}
+    th["min_words"] = chosen[0]["min_words"]
+    per_split = [measure(tiers(view, p, ph, words, th), rows) for p, ph in runs]
+    return th, {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0]}, chosen
+
+
 # -- export --------------------------------------------------------------------------------------
 
 def export(model, calibration, thresholds, meta) -> dict:
@@ -467,13 +497,15 @@ def rethreshold(dump: str, out: Path) -> int:
     __main__.Row, __main__.RuleView = Row, RuleView  # the dump was pickled from this module as __main__
     with open(dump, "rb") as fh:
         d = pickle.load(fh)
-    th, m = choose_thresholds(d["view"], d["p"], d["ph"], d["words"], d["rows"])
+    runs = [(r["p"], r["ph"]) for r in d["runs"]] if "runs" in d else [(d["p"], d["ph"])]
+    th, m, _ = steady_thresholds(d["view"], runs, d["words"], d["rows"])
     print(f"thresholds={th}\nout-of-fold: {json.dumps({k: round(v, 4) for k, v in m.items()})}")
     data = json.loads(out.read_text(encoding="utf-8"))
     data["min_words"] = int(th["min_words"])
     data["thresholds"] = {k: float(v) for k, v in th.items() if k != "min_words"}
     data["trained_on"]["out_of_fold"] = {k: round(v, 4) for k, v in m.items()}
     data["trained_on"]["ceilings"] = ceilings()
+    data["trained_on"]["fold_splits"] = len(runs)
     data["trained_on"]["files_sha256"] = digest(training_files())
     write(out, data)
     return 0
@@ -493,7 +525,13 @@ def main(argv: list[str] | None = None) -> int:
                          "only the way scores combine changed), and update them in --out")
     ap.add_argument("--tol", type=float, default=TOL,
                     help=f"the solver's tolerance (see TOL; {CONVERGED_TOL:g} fits each head to its optimum)")
-    ap.add_argument("--quick", action="store_true", help="one hyper-parameter setting (C=16) instead of the grid")
+    ap.add_argument("--quick", action="store_true", help="one hyper-parameter setting (the grid's first) instead of the grid")
+    ap.add_argument("--c", type=float, action="append", metavar="C",
+                    help="only this regularisation setting (repeatable) instead of the grid's")
+    ap.add_argument("--repeats", type=int, default=1, metavar="N",
+                    help="cross-validate on N fold splits (seeds SEED, SEED+1, ...) and average the thresholds "
+                         "each split chooses (see steady_thresholds)")
+    ap.add_argument("--jobs", type=int, default=1, help="fit this many folds at once (the result is the same)")
     ap.add_argument("--seed", type=int, default=20261128,
                     help="another split into folds and plain sample: the shipped model uses the default; a "
                          "different seed shows how far a retrain moves the figures by chance")
@@ -505,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         group, what = key.split(":")
         CEILINGS[(group, what)] = float(rate)
     hypers = [HYPER[0]] if args.quick else HYPER
+    if args.c:
+        hypers = [h for h in HYPER if h[0] in args.c] or [(c, *HYPER[0][1:]) for c in args.c]
     if args.thresholds_from:
         return rethreshold(args.thresholds_from, Path(args.out))
     content = load(ROOT / "replies")
@@ -518,28 +558,36 @@ def main(argv: list[str] | None = None) -> int:
 
     best = None
     for hyper in hypers:
-        oof, oof_w = out_of_fold(rows, hyper, view)
-        cal = {h: platt(oof[h][ys[h] >= 0], ys[h][ys[h] >= 0]) for h in BINARY_HEADS}
-        p = {h: sigmoid(cal[h][0] * oof[h] + cal[h][1]) for h in BINARY_HEADS}
-        pw = {h: sigmoid(cal[h][0] * oof_w[h] + cal[h][1]) for h in BINARY_HEADS}
-        ph = hit_scores(view, p, pw)
+        folds = [out_of_fold(rows, hyper, view, SEED + r, args.jobs) for r in range(args.repeats)]
+        # One calibration for all splits (the final model has one): Platt on their pooled scores.
+        cal = {h: platt(np.concatenate([oof[h][ys[h] >= 0] for oof, _ in folds]),
+                        np.tile(ys[h][ys[h] >= 0], len(folds))) for h in BINARY_HEADS}
+        runs = []
+        for oof, oof_w in folds:
+            p = {h: sigmoid(cal[h][0] * oof[h] + cal[h][1]) for h in BINARY_HEADS}
+            pw = {h: sigmoid(cal[h][0] * oof_w[h] + cal[h][1]) for h in BINARY_HEADS}
+            runs.append({"p": p, "pw": pw, "ph": hit_scores(view, p, pw), "oof": oof})
         try:
-            th, m = choose_thresholds(view, p, ph, words, rows)
+            th, m, chosen = steady_thresholds(view, [(r["p"], r["ph"]) for r in runs], words, rows)
         except SystemExit as exc:
             print(f"  C={hyper[0]} real_weight={hyper[4]}: {exc}", flush=True)
             continue
         score = m["crisis_paged"] + m["crisis_escalated"]
+        if len(chosen) > 1:
+            print(f"  C={hyper[0]}: each split chose " + "; ".join(
+                ", ".join(f"{k} {v:g}" for k, v in c.items() if k != "min_words") for c in chosen), flush=True)
         print(f"  C={hyper[0]} real_weight={hyper[4]}: {json.dumps({k: round(v, 4) for k, v in m.items()})}", flush=True)
         if best is None or score > best[0]:
-            best = (score, hyper, cal, th, m, p, pw, ph, oof)
+            best = (score, hyper, cal, th, m, runs)
     if best is None:
         raise SystemExit("no configuration met the false-alarm ceilings")
-    _, hyper, cal, th, m, p, pw, ph, oof = best
+    _, hyper, cal, th, m, runs = best
+    p, pw, ph, oof = (runs[0][k] for k in ("p", "pw", "ph", "oof"))
     if args.dump:
         import pickle
         with open(args.dump, "wb") as fh:
             pickle.dump({"rows": rows, "view": view, "p": p, "pw": pw, "ph": ph, "words": words, "oof": oof,
-                         "th": th}, fh)
+                         "th": th, "runs": runs}, fh)
     final = tiers(view, p, ph, words, th)
     check_against_engine(view, hits, p, pw, words, th, final)
     kind_rows = [i for i, r in enumerate(rows) if r.tier != "routine" and r.kind in KINDS]
@@ -552,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "version": time.strftime("%Y-%m-%d"),
         "trained_on": {"texts": len(rows), "by_source": counts, "files_sha256": digest(training_files()), "tol": TOL,
-                       "ceilings": ceilings(),
+                       "ceilings": ceilings(), "fold_splits": args.repeats,
                        "hyper": {"C": hyper[0], "char_max": hyper[2], "word_max": hyper[3], "real_weight": hyper[4]},
                        "out_of_fold": {k: round(v, 4) for k, v in m.items()}, "kind_accuracy": round(kind_acc, 4)},
     }
