@@ -387,8 +387,20 @@ def feasible(m: dict[str, float]) -> bool:
     return all(m[f"{g}_routine_{what}"] <= ceiling for (g, what), ceiling in CEILINGS.items())
 
 
-def choose_thresholds(view: RuleView, p, ph, words, rows) -> tuple[dict, dict]:
-    """The grid point with the most crisis texts paged (then escalated) among the feasible ones."""
+def pooled(view: RuleView, runs: list[tuple[dict, dict]], words, rows, th: dict) -> dict[str, float]:
+    """The figures at these thresholds, averaged over the fold splits' out-of-fold scores."""
+    each = [measure(tiers(view, p, ph, words, th), rows) for p, ph in runs]
+    return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
+
+
+def choose_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows) -> tuple[dict, dict]:
+    """The grid point with the most crisis texts paged (then escalated) among the feasible ones.
+
+    ``runs`` holds one (probabilities, hit probabilities) pair per fold split (``--repeats``), and a
+    point is judged by its figures averaged over them. On one split, a hard ceiling is decided by the
+    one to three texts nearest it, so the choice moved a grid step or two with the fold seed alone;
+    averaged over N splits, each text near the ceiling counts 1/N.
+    """
     tier = np.array([r.tier for r in rows])
     best, best_key = None, None
     for mw in GRID["min_words"]:
@@ -396,7 +408,7 @@ def choose_thresholds(view: RuleView, p, ph, words, rows) -> tuple[dict, dict]:
             for page in GRID["page"]:
                 for esc in GRID["escalate"]:
                     th = {"escalate": esc, "page": page, "emergency": 0.5, "overrule": over, "min_words": mw}
-                    m = measure(tiers(view, p, ph, words, th), rows)
+                    m = pooled(view, runs, words, rows, th)
                     if not feasible(m):
                         continue
                     key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"], -mw)
@@ -410,7 +422,7 @@ def choose_thresholds(view: RuleView, p, ph, words, rows) -> tuple[dict, dict]:
                 for page in GRID["page"][::2]:
                     for esc in GRID["escalate"][::2]:
                         th = {"escalate": esc, "page": page, "emergency": 0.5, "overrule": over, "min_words": mw}
-                        m = measure(tiers(view, p, ph, words, th), rows)
+                        m = pooled(view, runs, words, rows, th)
                         worst = max(m[f"{g}_routine_{w}"] / c for (g, w), c in CEILINGS.items())
                         if closest is None or worst < closest[0]:
                             closest = (worst, th, m)
@@ -421,28 +433,12 @@ def choose_thresholds(view: RuleView, p, ph, words, rows) -> tuple[dict, dict]:
     top = None
     for em in [round(x, 3) for x in np.arange(0.2, 0.91, 0.025)]:
         th = {**best, "emergency": em}
-        final = tiers(view, p, ph, words, th)
-        right = ((final[crisis] == 3) == (tier[crisis] == "emergency")).mean()
+        right = np.mean([((tiers(view, p, ph, words, th)[crisis] == 3) == (tier[crisis] == "emergency")).mean()
+                         for p, ph in runs])
         if top is None or right > top[0]:
             top = (right, em)
     best["emergency"] = top[1]
-    return best, measure(tiers(view, p, ph, words, best), rows)
-
-
-def steady_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows) -> tuple[dict, dict, list[dict]]:
-    """Thresholds chosen on each fold split's out-of-fold scores, then averaged (``--repeats``).
-
-    ``runs`` holds one (probabilities, hit probabilities) pair per split. One split's choice is
-    decided at a hard ceiling by the one to three texts nearest it, so it moves a grid step or two
-    with the split alone; the mean over splits moves less. The figures returned are the mean over
-    splits of each split's figures at the averaged thresholds. With one split this is
-    :func:`choose_thresholds` itself.
-    """
-    chosen = [choose_thresholds(view, p, ph, words, rows)[0] for p, ph in runs]
-    th = {k: round(float(np.mean([c[k] for c in chosen])), 4) for k in chosen[0] if k != "min_words"}
-    th["min_words"] = chosen[0]["min_words"]
-    per_split = [measure(tiers(view, p, ph, words, th), rows) for p, ph in runs]
-    return th, {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0]}, chosen
+    return best, pooled(view, runs, words, rows, best)
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -498,7 +494,7 @@ def rethreshold(dump: str, out: Path) -> int:
     with open(dump, "rb") as fh:
         d = pickle.load(fh)
     runs = [(r["p"], r["ph"]) for r in d["runs"]] if "runs" in d else [(d["p"], d["ph"])]
-    th, m, _ = steady_thresholds(d["view"], runs, d["words"], d["rows"])
+    th, m = choose_thresholds(d["view"], runs, d["words"], d["rows"])
     print(f"thresholds={th}\nout-of-fold: {json.dumps({k: round(v, 4) for k, v in m.items()})}")
     data = json.loads(out.read_text(encoding="utf-8"))
     data["min_words"] = int(th["min_words"])
@@ -529,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--c", type=float, action="append", metavar="C",
                     help="only this regularisation setting (repeatable) instead of the grid's")
     ap.add_argument("--repeats", type=int, default=1, metavar="N",
-                    help="cross-validate on N fold splits (seeds SEED, SEED+1, ...) and average the thresholds "
-                         "each split chooses (see steady_thresholds)")
+                    help="cross-validate on N fold splits (seeds SEED, SEED+1, ...) and choose the thresholds on "
+                         "their figures averaged (see choose_thresholds)")
     ap.add_argument("--jobs", type=int, default=1, help="fit this many folds at once (the result is the same)")
     ap.add_argument("--seed", type=int, default=20261128,
                     help="another split into folds and plain sample: the shipped model uses the default; a "
@@ -568,14 +564,11 @@ def main(argv: list[str] | None = None) -> int:
             pw = {h: sigmoid(cal[h][0] * oof_w[h] + cal[h][1]) for h in BINARY_HEADS}
             runs.append({"p": p, "pw": pw, "ph": hit_scores(view, p, pw), "oof": oof})
         try:
-            th, m, chosen = steady_thresholds(view, [(r["p"], r["ph"]) for r in runs], words, rows)
+            th, m = choose_thresholds(view, [(r["p"], r["ph"]) for r in runs], words, rows)
         except SystemExit as exc:
             print(f"  C={hyper[0]} real_weight={hyper[4]}: {exc}", flush=True)
             continue
         score = m["crisis_paged"] + m["crisis_escalated"]
-        if len(chosen) > 1:
-            print(f"  C={hyper[0]}: each split chose " + "; ".join(
-                ", ".join(f"{k} {v:g}" for k, v in c.items() if k != "min_words") for c in chosen), flush=True)
         print(f"  C={hyper[0]} real_weight={hyper[4]}: {json.dumps({k: round(v, 4) for k, v in m.items()})}", flush=True)
         if best is None or score > best[0]:
             best = (score, hyper, cal, th, m, runs)
