@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-i``, ``written-heldout`` to ``written-heldout-3``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-j``, ``written-heldout`` to ``written-heldout-3``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -87,7 +87,12 @@ def holds(m: dict, floor: dict) -> None:
 # retrained models that did not ship (README): its three looks are spent. blind-i (written the session after
 # that by two more writers, en 229 / es 226 after 25 lines that matched an existing corpus word for word
 # were dropped unread) was read once, with the shipped model: 161/167 (96.4%), 154 paged (92.2%), 16/232
-# (6.9%), 2 paged (0.9%).
+# (6.9%), 2 paged (0.9%). blind-j (written the session after by two more writers, en 230 / es 226 after 24
+# lines that matched an existing corpus or a real text were dropped unread) was read once, with the shipped
+# model: 184/198 (92.9%), 171 paged (86.4%), 13/211 (6.2%), 6 paged (2.8%). That session A-I were read
+# together, as one pool, for a retrained model that did not ship (README): blind-i's second look. A set
+# whose looks are spent (blind-h) stays here as a regression floor, as A-G did: the blind first looks are
+# the README's record, these floors only catch a model that reads them worse.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -98,6 +103,7 @@ BLIND_FLOORS = {
     "blind-g": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.11},
     "blind-h": {"crisis_escalated": 0.96, "crisis_paged": 0.875, "routine_escalated_max": 0.065},
     "blind-i": {"crisis_escalated": 0.96, "crisis_paged": 0.92, "routine_escalated_max": 0.07},
+    "blind-j": {"crisis_escalated": 0.925, "crisis_paged": 0.86, "routine_escalated_max": 0.065},
 }
 
 
@@ -239,11 +245,12 @@ def test_label_agreement_is_reproducible_from_the_repository():
     assert figures["escalate"]["kappa"] >= 0.7 and figures["page"]["kappa"] >= 0.7
 
 
-def test_a_blind_sets_labels_agree_with_a_second_labeller():
-    """tests/corpus/blind-i/second-labeller.tsv: one more labeller, the guide and the texts only."""
+@pytest.mark.parametrize("name", ["blind-i", "blind-j"])
+def test_a_blind_sets_labels_agree_with_a_second_labeller(name):
+    """tests/corpus/blind-*/second-labeller.tsv: one more labeller, the guide and the texts only."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from label_agreement import blind_agreement
-    figures = blind_agreement(CORPUS / "blind-i")
-    assert figures["texts"] == len(read_dir(CORPUS / "blind-i"))
+    figures = blind_agreement(CORPUS / name)
+    assert figures["texts"] == len(read_dir(CORPUS / name))
     assert figures["escalate"]["kappa"] >= 0.9 and figures["page"]["kappa"] >= 0.9

@@ -25,7 +25,8 @@ Method:
 3. Calibration: Platt scaling of each binary head on its out-of-fold scores.
 4. Thresholds: on the out-of-fold scores combined with the rules exactly as the engine does
    (:func:`bot.core.triage.combine`), the thresholds that page the most crisis texts while keeping
-   false alarms under the targets below, per source. Nothing here looks at held-out text.
+   false alarms under the targets below, per source; with ``--repeats N``, on N fold splits, each
+   setting judged by its figures averaged over them. Nothing here looks at held-out text.
 5. The final model is fit on all the training data.
 """
 
