@@ -522,7 +522,6 @@ def main(argv: list[str] | None = None) -> int:
                          "only the way scores combine changed), and update them in --out")
     ap.add_argument("--tol", type=float, default=TOL,
                     help=f"the solver's tolerance (see TOL; {CONVERGED_TOL:g} fits each head to its optimum)")
-    ap.add_argument("--quick", action="store_true", help="one hyper-parameter setting (the grid's first) instead of the grid")
     ap.add_argument("--c", type=float, action="append", metavar="C",
                     help="only this regularisation setting (repeatable) instead of the grid's")
     ap.add_argument("--repeats", type=int, default=1, metavar="N",
@@ -539,9 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         key, rate = spec.split("=")
         group, what = key.split(":")
         CEILINGS[(group, what)] = float(rate)
-    hypers = [HYPER[0]] if args.quick else HYPER
-    if args.c:
-        hypers = [h for h in HYPER if h[0] in args.c] or [(c, *HYPER[0][1:]) for c in args.c]
+    hypers = [(c, *HYPER[0][1:]) for c in args.c] if args.c else HYPER  # the grid differs only in C
     if args.thresholds_from:
         return rethreshold(args.thresholds_from, Path(args.out))
     content = load(ROOT / "replies")
