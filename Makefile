@@ -53,7 +53,7 @@ check-content: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# Rebuild what triage and topic matching learned (about 7 minutes on 2 cores): the common-word
+# Rebuild what triage and topic matching learned (about 15 minutes on 2 cores): the common-word
 # list from wordfreq, the crisis model and the topic model. Needs ../shared/data (the real texts).
 model: $(STAMP)
 	$(BIN)/python tools/build_wordlist.py
