@@ -499,7 +499,7 @@ def rethreshold(dump: str, out: Path) -> int:
     __main__.Row, __main__.RuleView = Row, RuleView  # the dump was pickled from this module as __main__
     with open(dump, "rb") as fh:
         d = pickle.load(fh)
-    runs = [(r["p"], r["ph"]) for r in d["runs"]] if "runs" in d else [(d["p"], d["ph"])]
+    runs = [(r["p"], r["ph"]) for r in d["runs"]]
     th, m = choose_thresholds(d["view"], runs, d["words"], d["rows"])
     print(f"thresholds={th}\nout-of-fold: {json.dumps({k: round(v, 4) for k, v in m.items()})}")
     data = json.loads(out.read_text(encoding="utf-8"))
@@ -582,8 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dump:
         import pickle
         with open(args.dump, "wb") as fh:
-            pickle.dump({"rows": rows, "view": view, "p": p, "pw": pw, "ph": ph, "words": words, "oof": oof,
-                         "th": th, "runs": runs}, fh)
+            pickle.dump({"rows": rows, "view": view, "words": words, "th": th, "runs": runs}, fh)
     final = tiers(view, p, ph, words, th)
     check_against_engine(view, hits, p, pw, words, th, final)
     kind_rows = [i for i, r in enumerate(rows) if r.tier != "routine" and r.kind in KINDS]
