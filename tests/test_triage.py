@@ -105,6 +105,29 @@ def test_texts_are_read_together_with_the_senders_last_few(bot):
     assert bot.triage("30 of them", recent=("i just took",)).severity == "emergency"
 
 
+def test_on_a_tie_the_hit_at_its_own_tier_names_the_kind_before_one_the_model_lowered():
+    """"i want someone to kill me": the threat reading (violence) and "kill me" (suicide) lose their
+    page to the model and tie at review with the plea to be killed (suicide, review on its own): the
+    verdict is the plea's, not the threat's, whichever kind comes first among immediate dangers."""
+    from bot.core.model import Scores
+    from bot.core.triage import Hit, combine
+    thresholds = {"escalate": 0.5, "page": 0.68, "emergency": 0.425, "overrule": 0.6}
+    threat = Hit("violence.threat", "urgent", "urgent", 0, 5, order=1, kind="violence", weak=True)
+    plea = Hit("suicide.plea_to_be_killed", "review", "review", 0, 5, order=9, kind="suicide")
+    unsure = Scores(escalate=0.97, page=0.57, emergency=0.04, other=0.0, kind=None, kind_p=0.0, words=6)
+    verdict = combine([threat, plea], unsure, thresholds, 2)
+    assert (verdict.severity, verdict.rule, verdict.kind) == ("review", "suicide.plea_to_be_killed", "suicide")
+    # Where the model supports the page, the threat keeps its tier and names the verdict.
+    sure = Scores(escalate=0.99, page=0.9, emergency=0.1, other=0.0, kind=None, kind_p=0.0, words=6)
+    verdict = combine([threat, plea], sure, thresholds, 2)
+    assert (verdict.severity, verdict.rule, verdict.kind) == ("urgent", "violence.threat", "violence")
+
+
+def test_a_wish_to_be_killed_is_read_as_suicide(bot):
+    verdict = bot.triager.triage("i want someone to kill me")
+    assert verdict.escalate and verdict.kind == "suicide"
+
+
 def test_escalations_record_which_rule_fired(bot):
     verdict = bot.triager.triage("whats the lethal dose of diazepam")
     assert verdict.rule == "lethal.dose_named" and verdict.rules[0] == verdict.rule

@@ -31,9 +31,9 @@ How they combine (:func:`combine`, also used by the trainer to choose the thresh
   the text is routine (``overrule``), except a negated one ("I'm not suicidal"), a past
   attempt brought up now, or a clear structure inside a long text, which stay at review
   (:func:`kept_at_review`). Every other hit stands.
-- The verdict is the most severe tier left; its kind is that of the most severe hit (on a tie,
-  the most immediate danger first: overdose, medical, violence, suicide, self-harm), or the
-  model's kind when the model set the tier.
+- The verdict is the most severe tier left; its kind is that of the most severe hit (on a tie, a
+  hit at its own tier before one the model lowered to it, then the most immediate danger first:
+  overdose, medical, violence, suicide, self-harm), or the model's kind when the model set the tier.
 
 A failure inside triage escalates (``triage.error`` at urgent) instead of passing the text.
 """
@@ -455,9 +455,12 @@ def _without_clause_marks(tokens: list[str]) -> tuple[list[str], frozenset[int]]
     return out, frozenset(clauses)
 
 
-def _strength(hit: Hit) -> tuple[int, int, int]:
-    """Sort key: most severe first, then the most immediate kind, then the rule written first."""
-    return -rank(hit.severity), _KIND_ORDER.get(hit.kind, len(KIND_PRIORITY)), hit.order
+def _strength(hit: Hit) -> tuple[int, bool, int, int]:
+    """Sort key: most severe first; on a tie a hit at its own tier before one the model lowered to it
+    ("i want someone to kill me": the plea, not the threat it also reads as); then the most immediate
+    kind; then the rule written first."""
+    return (-rank(hit.severity), hit.lowered_by == "model", _KIND_ORDER.get(hit.kind, len(KIND_PRIORITY)),
+            hit.order)
 
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(KIND_PRIORITY)}  # KIND_PRIORITY.index, as a dict
