@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-j``, ``written-heldout`` to ``written-heldout-3``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-k``, ``written-heldout`` to ``written-heldout-3``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -99,8 +99,10 @@ def holds(m: dict, floor: dict) -> None:
 # The floors are its figures wherever it read a set a text or more worse: blind-c, -e and -g false
 # escalations (23, 21, 25), blind-h paged (159), blind-j.
 # blind-k (written that session by two more writers, en 235 / es 238 after 7 lines that matched an
-# existing corpus or a real text were dropped unread) has not been read: it waits, with no floor here,
-# for the next model's first look (its second labeller's agreement is checked below: no triage there).
+# existing corpus or a real text were dropped unread) was read first on 2026-11-29 with the model shipped
+# that day, before any candidate existed: 194/200 crises escalated (97.0%), 180 paged (90.0%), 24/227
+# false escalations (10.6%), 13 false pages (5.7%). Two candidates that day failed their rule on
+# non-blind text, so K was not read again (README).
 # blind-l (written 2026-11-29 by two more writers, en 237 / es 234 after 9 lines that matched an existing
 # corpus or a real text were dropped unread) is committed unread the same way.
 BLIND_FLOORS = {
@@ -114,6 +116,7 @@ BLIND_FLOORS = {
     "blind-h": {"crisis_escalated": 0.96, "crisis_paged": 0.87, "routine_escalated_max": 0.065},
     "blind-i": {"crisis_escalated": 0.96, "crisis_paged": 0.92, "routine_escalated_max": 0.07},
     "blind-j": {"crisis_escalated": 0.915, "crisis_paged": 0.85, "routine_escalated_max": 0.07},
+    "blind-k": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.11},
 }
 
 

@@ -281,3 +281,27 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
         assert figures[key] == pytest.approx((each[0][key] + each[1][key]) / 2)
     assert tt.feasible(figures)
 
+
+def test_retired_sets_are_learned_from_but_never_counted_in_the_figures_thresholds_are_chosen_on(monkeypatch):
+    """``train_triage.py --retired``: the spent blind sets join the training rows, not the ceilings."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_triage as tt
+
+    def row(tier, group):
+        return tt.Row("", "", "", tier, None, None, group)
+
+    rows = [row("urgent", "written"), row("review", "written"), row("routine", "written"), row("routine", "sms"),
+            row("routine", "forum")]
+    final = np.array([2, 1, 0, 0, 0])
+    before = tt.measure(final, rows)
+    # A retired crisis missed and a retired look-alike paged change nothing.
+    after = tt.measure(np.array([2, 1, 0, 0, 0, 0, 2]), rows + [row("urgent", "retired"), row("routine", "retired")])
+    assert after == before and before["crisis_paged"] == 1.0 and before["written_routine_paged"] == 0.0
+    assert not tt.LEARN_RETIRED
+    shipped = tt.training_files()
+    assert not any(p.parent.name in tt.RETIRED for p in shipped)
+    monkeypatch.setattr(tt, "LEARN_RETIRED", True)
+    assert {p.parent.name for p in tt.training_files()} >= set(tt.RETIRED)
+

@@ -25,7 +25,8 @@ from bot.core.corpus import Example, read_dir, real_examples, tally
 from bot.core.engine import get_bot
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
-BLIND = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blind-g", "blind-h", "blind-i", "blind-j")
+BLIND = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blind-g", "blind-h", "blind-i", "blind-j",
+         "blind-k")
 HELD_OUT = ("written-heldout", "written-heldout-2", "written-heldout-3")
 
 
