@@ -101,8 +101,8 @@ def holds(m: dict, floor: dict) -> None:
 # blind-k (written that session by two more writers, en 235 / es 238 after 7 lines that matched an
 # existing corpus or a real text were dropped unread) was read first on 2026-11-29 with the model shipped
 # that day, before any candidate existed: 194/200 crises escalated (97.0%), 180 paged (90.0%), 24/227
-# false escalations (10.6%), 13 false pages (5.7%). Two candidates that day failed their rule on
-# non-blind text, so K was not read again (README).
+# false escalations (10.6%), 13 false pages (5.7%). Pooled with blind-j, it judged one candidate that day
+# (J's third look, K's second), which was then not shipped for dropping real withdrawal crises (README).
 # blind-l (written 2026-11-29 by two more writers, en 237 / es 234 after 9 lines that matched an existing
 # corpus or a real text were dropped unread) is committed unread the same way.
 BLIND_FLOORS = {
