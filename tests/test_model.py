@@ -281,6 +281,15 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
         assert figures[key] == pytest.approx((each[0][key] + each[1][key]) / 2)
     assert tt.feasible(figures)
 
+    # The grid's best point is then refined in FINE steps within one grid step either side: never worse.
+    assert tt._around(0.68, tt.GRID["page"]) == [0.66, 0.665, 0.67, 0.675, 0.68, 0.685, 0.69, 0.695, 0.7]
+    monkeypatch.setattr(tt, "_around", lambda value, grid: [value])
+    coarse, on_grid = tt.choose_thresholds(view, runs, words, rows)
+    assert coarse["page"] in tt.GRID["page"] and coarse["escalate"] in tt.GRID["escalate"]
+    assert abs(th["page"] - coarse["page"]) <= 0.02 and abs(th["escalate"] - coarse["escalate"]) <= 0.025
+    assert (figures["crisis_paged"] + figures["crisis_escalated"]
+            >= on_grid["crisis_paged"] + on_grid["crisis_escalated"])
+
 
 def test_retired_sets_are_learned_from_but_never_counted_in_the_figures_thresholds_are_chosen_on(monkeypatch):
     """``train_triage.py --retired``: the spent blind sets join the training rows, not the ceilings."""

@@ -413,8 +413,18 @@ def pooled(view: RuleView, runs: list[tuple[dict, dict]], words, rows, th: dict)
     return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
 
 
+FINE = 0.005
+
+
+def _around(value: float, grid: list[float]) -> list[float]:
+    """FINE steps from one grid step below ``value`` to one above."""
+    n = round((grid[1] - grid[0]) / FINE)
+    return [round(value + k * FINE, 3) for k in range(-n, n + 1)]
+
+
 def choose_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows) -> tuple[dict, dict]:
-    """The grid point with the most crisis texts paged (then escalated) among the feasible ones.
+    """The grid point with the most crisis texts paged (then escalated) among the feasible ones,
+    then refined in FINE steps around it.
 
     ``runs`` holds one (probabilities, hit probabilities) pair per fold split (``--repeats``), and a
     point is judged by its figures averaged over them. On one split, a hard ceiling is decided by the
@@ -434,6 +444,20 @@ def choose_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows
                     key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"], -mw)
                     if best_key is None or key > best_key:
                         best, best_key = th, key
+    if best is not None:
+        # Then in FINE steps within one grid step either side: on the grid alone, a change of a few
+        # training rows moved the page threshold a whole step (0.02: 7 held-out crises paged) when a
+        # ceiling fell between two grid points (README, "Measured").
+        coarse = best
+        for page in _around(coarse["page"], GRID["page"]):
+            for esc in _around(coarse["escalate"], GRID["escalate"]):
+                th = {**coarse, "escalate": esc, "page": page}
+                m = pooled(view, runs, words, rows, th)
+                if not feasible(m):
+                    continue
+                key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"], -th["min_words"])
+                if key > best_key:
+                    best, best_key = th, key
     if best is None:
         # Say how close it came: the grid point with the smallest worst overshoot of a ceiling.
         closest = None
