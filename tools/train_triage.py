@@ -433,17 +433,22 @@ def choose_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows
     """
     tier = np.array([r.tier for r in rows])
     best, best_key = None, None
+
+    def consider(th: dict) -> None:
+        """Keep ``th`` if it is feasible and pages (then escalates) more crises than the best so far."""
+        nonlocal best, best_key
+        m = pooled(view, runs, words, rows, th)
+        if not feasible(m):
+            return
+        key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"], -th["min_words"])
+        if best_key is None or key > best_key:
+            best, best_key = th, key
+
     for mw in GRID["min_words"]:
         for over in GRID["overrule"]:
             for page in GRID["page"]:
                 for esc in GRID["escalate"]:
-                    th = {"escalate": esc, "page": page, "emergency": 0.5, "overrule": over, "min_words": mw}
-                    m = pooled(view, runs, words, rows, th)
-                    if not feasible(m):
-                        continue
-                    key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"], -mw)
-                    if best_key is None or key > best_key:
-                        best, best_key = th, key
+                    consider({"escalate": esc, "page": page, "emergency": 0.5, "overrule": over, "min_words": mw})
     if best is not None:
         # Then in FINE steps within one grid step either side: on the grid alone, a change of a few
         # training rows moved the page threshold a whole step (0.02: 7 held-out crises paged) when a
@@ -451,13 +456,7 @@ def choose_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows
         coarse = best
         for page in _around(coarse["page"], GRID["page"]):
             for esc in _around(coarse["escalate"], GRID["escalate"]):
-                th = {**coarse, "escalate": esc, "page": page}
-                m = pooled(view, runs, words, rows, th)
-                if not feasible(m):
-                    continue
-                key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"], -th["min_words"])
-                if key > best_key:
-                    best, best_key = th, key
+                consider({**coarse, "escalate": esc, "page": page})
     if best is None:
         # Say how close it came: the grid point with the smallest worst overshoot of a ceiling.
         closest = None
