@@ -216,8 +216,15 @@ class Spool:
         deadline = time.monotonic() + wait
         while True:
             now = time.time()
-            won = self._write("UPDATE lease SET holder = ?, until = ? WHERE name = 'replay' AND "
-                              "(until < ? OR holder = ?)", (holder, now + ttl, now, holder)).rowcount
+            # Look before taking the write lock: replayers polling a lease someone else holds must not
+            # queue for the lock every 50 ms, or a webhook's append waiting behind them can starve past
+            # its timeout (seen under load: "database is locked", a text not spooled). The UPDATE still
+            # decides, atomically.
+            row = self._conn().execute("SELECT holder, until FROM lease WHERE name = 'replay'").fetchone()
+            won = 0
+            if row is not None and (row[1] < now or row[0] == holder):
+                won = self._write("UPDATE lease SET holder = ?, until = ? WHERE name = 'replay' AND "
+                                  "(until < ? OR holder = ?)", (holder, now + ttl, now, holder)).rowcount
             if won or time.monotonic() >= deadline:
                 return bool(won)
             time.sleep(0.05)
