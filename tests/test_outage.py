@@ -8,6 +8,7 @@ with counts is tests/test_fault_harness.py.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import multiprocessing
@@ -22,6 +23,7 @@ from bot.cli import main
 from bot.core.engine import Inbound
 from bot.staff.accounts import add_staff
 from bot.store.models import Escalation, Message, Outbox, aware, utcnow
+from bot.store import spool as spool_module
 from bot.store.spool import Spool
 from bot.web import create_app
 from conftest import SMS, TEXTER, make_healthy
@@ -180,6 +182,38 @@ def test_threads_and_processes_append_while_others_replay_and_nothing_is_lost_or
         sids = s.execute(select(Message.sid, func.count()).where(Message.direction == "in")
                          .group_by(Message.sid)).all()
     assert len(sids) == 240 and {n for _, n in sids} == {1}
+
+
+def test_a_spool_writer_waits_for_the_gate_and_goes_on_when_it_is_released(tmp_path):
+    spool = Spool(tmp_path / "spool.sqlite3")
+    spool.counts()
+    gate = tmp_path / "spool.sqlite3-gate"
+    assert gate.exists() and gate.stat().st_mode & 0o777 == 0o600
+    done = threading.Event()
+
+    def append():
+        _append_many(str(spool.path), "71", 1)
+        done.set()
+
+    with open(gate, "ab") as held:  # another process's writer, in the middle of its write
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        writer = threading.Thread(target=append)
+        writer.start()
+        assert not done.wait(0.3)  # queued at the gate, not in the journal
+        assert spool.counts().pending == 0
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    writer.join(10)
+    assert done.is_set() and spool.counts().pending == 1
+
+
+def test_a_gate_nobody_releases_only_delays_a_spool_write(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(spool_module, "GATE_WAIT", 0.2)
+    spool = Spool(tmp_path / "spool.sqlite3")
+    with open(tmp_path / "spool.sqlite3-gate", "ab") as stuck:  # a writer hung holding the gate
+        fcntl.flock(stuck.fileno(), fcntl.LOCK_EX)
+        assert spool.append(Inbound(sender=TEXTER, body="text", message_id="SM" + "5" * 32), utcnow())
+        assert spool.hit("texts", "k", timedelta(minutes=1), utcnow()) == 1
+    assert spool.counts().pending == 1 and "spool gate not won" in caplog.text
 
 
 def test_replay_goes_oldest_first_and_a_replayed_crisis_pages_once(faulty):

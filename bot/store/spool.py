@@ -24,12 +24,14 @@ The file lives in the instance folder, beside the SQLite database, with the same
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 DEAD_AFTER = 3  # tries that fail for a reason other than the outage
 LEASE_SECONDS = 30.0
 HITS_KEPT = timedelta(days=1)
+GATE_WAIT = 10.0  # seconds a write waits for the gate before it queues in SQLite's own busy handler
 PENDING, DEAD = "pending", "dead"
 _INBOUND_FIELDS = {f.name for f in fields(Inbound)}
 
@@ -106,6 +109,21 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat()
 
 
+def _flock(fd: int, wait: float) -> bool:
+    """Lock ``fd`` exclusively, polling for up to ``wait`` seconds; whether it was won."""
+    deadline, pause = time.monotonic() + wait, 0.00005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                logger.warning("spool gate not won in %.0f s: this write queues in SQLite's busy handler", wait)
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.001)
+
+
 class Spool:
     """The journal file; one SQLite connection per thread, opened on first use."""
 
@@ -123,15 +141,59 @@ class Spool:
         conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         # chmod, never open()+close(): closing any descriptor of the file drops this process's SQLite locks.
         os.chmod(self.path, 0o600)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # an entry is on disk before the texter is answered
-        conn.executescript(SCHEMA)
-        self._local.conn, self._local.pid = conn, os.getpid()
-        self._import_legacy(conn)
+        self._local.conn, self._local.pid, self._local.gate, self._local.depth = conn, os.getpid(), None, 0
+        with self._gate():
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # an entry is on disk before the texter is answered
+            conn.executescript(SCHEMA)
+            self._import_legacy(conn)
         return conn
 
+    @contextmanager
+    def _gate(self):
+        """Take the journal's writer gate: a file lock beside it, one holder across threads and processes.
+
+        SQLite alone makes a writer that finds the journal locked sleep in its busy handler (1, 2, 5 ...
+        100 ms), and under load writers that keep arriving can take the lock every time it falls free
+        while an append sleeps, until its timeout passes and a text is not spooled. Waiting here polls
+        every 50 us to 1 ms instead. Reentrant within a thread; a gate that cannot be opened, or is not
+        won in ``GATE_WAIT`` seconds, leaves the write to SQLite's own lock, which is what keeps it correct.
+        """
+        local = self._local
+        if local.depth:
+            local.depth += 1
+            try:
+                yield
+            finally:
+                local.depth -= 1
+            return
+        fd = self._gate_fd()
+        held = fd is not None and _flock(fd, GATE_WAIT)
+        local.depth = 1
+        try:
+            yield
+        finally:
+            local.depth = 0
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _gate_fd(self) -> int | None:
+        # One descriptor per thread: flock locks belong to an open file, so threads of one process exclude
+        # each other only through descriptors of their own.
+        if getattr(self._local, "gate", None) is None:
+            try:
+                # A file object, so the descriptor closes when the thread's state goes.
+                self._local.gate = open(f"{self.path}-gate", "ab", opener=lambda p, f: os.open(p, f, 0o600))
+            except OSError as exc:
+                logger.warning("spool gate unavailable (%s): writers queue in SQLite's busy handler",
+                               type(exc).__name__)
+                return None
+        return self._local.gate.fileno()
+
     def _write(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
-        return self._conn().execute(sql, params)
+        conn = self._conn()
+        with self._gate():
+            return conn.execute(sql, params)
 
     # -- appending -----------------------------------------------------------------------
     def append(self, msg: Inbound, received_at: datetime, limits: Iterable[tuple[str, int, float, str]] = ()) -> bool:
@@ -149,16 +211,17 @@ class Spool:
         """Count one event for (limit, keyed subject); returns the events in the window ending now."""
         at = now.timestamp()
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("INSERT INTO hits (name, key, at) VALUES (?, ?, ?)", (name, key, at))
-            count = conn.execute("SELECT count(*) FROM hits WHERE name = ? AND key = ? AND at > ?",
-                                 (name, key, at - window.total_seconds())).fetchone()[0]
-            conn.execute("DELETE FROM hits WHERE at < ?", (at - HITS_KEPT.total_seconds(),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._gate():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT INTO hits (name, key, at) VALUES (?, ?, ?)", (name, key, at))
+                count = conn.execute("SELECT count(*) FROM hits WHERE name = ? AND key = ? AND at > ?",
+                                     (name, key, at - window.total_seconds())).fetchone()[0]
+                conn.execute("DELETE FROM hits WHERE at < ?", (at - HITS_KEPT.total_seconds(),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return count
 
     # -- reading -------------------------------------------------------------------------
