@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-k``, ``written-heldout`` to ``written-heldout-3``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-l``, ``written-heldout`` to ``written-heldout-3``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -104,7 +104,10 @@ def holds(m: dict, floor: dict) -> None:
 # false escalations (10.6%), 13 false pages (5.7%). Pooled with blind-j, it judged one candidate that day
 # (J's third look, K's second), which was then not shipped for dropping real withdrawal crises (README).
 # blind-l (written 2026-11-29 by two more writers, en 237 / es 234 after 9 lines that matched an existing
-# corpus or a real text were dropped unread) is committed unread the same way.
+# corpus or a real text were dropped unread) was committed unread the same way and read first on 2026-11-29
+# (the session after), with the shipped model, after a candidate with three pending content fixes failed
+# its rule on non-blind text: 179/199 crises escalated (89.9%), 163 paged (81.9%), 18/225 false escalations
+# (8.0%), 7 false pages (3.1%); English 86/100 escalated, Spanish 93/99. Its floor is that first look.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -117,6 +120,7 @@ BLIND_FLOORS = {
     "blind-i": {"crisis_escalated": 0.96, "crisis_paged": 0.92, "routine_escalated_max": 0.07},
     "blind-j": {"crisis_escalated": 0.915, "crisis_paged": 0.85, "routine_escalated_max": 0.07},
     "blind-k": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.11},
+    "blind-l": {"crisis_escalated": 0.895, "crisis_paged": 0.815, "routine_escalated_max": 0.085},
 }
 
 
