@@ -36,6 +36,24 @@ def test_a_reply_without_the_clinic_number_is_caught(broken):
     assert any("messages.en.menu" in p and "clinic number" in p for p in check(load(broken)))
 
 
+@pytest.mark.parametrize("lang, line", [("en", "\\\nIf you are in danger, call 911, or call or text 988 (24/7)."),
+                                        ("es", "\\\nPeligro: 911. Crisis: 988 (marca 2) o AYUDA al 988.")])
+def test_a_menu_without_the_emergency_numbers_is_caught(broken, lang, line):
+    edit(broken / f"messages.{lang}.toml", "{phone}. " + line, "{phone}.")
+    problems = check(load(broken))
+    assert f"messages.{lang}.menu: must mention 911" in problems and f"messages.{lang}.menu: must mention 988" in problems
+
+
+def test_a_crisis_the_triage_misses_still_gets_911_and_988_in_the_menu():
+    from bot.core.engine import Inbound, get_bot
+
+    bot = get_bot(str(DEFAULT_REPLIES_DIR))
+    for text in ("asdf qwerty", "ok?", "zzz"):  # the menu's texts: nothing triage or the topics read
+        d = bot.decide(Inbound(sender="+15555550100", body=text))
+        assert d.kind == "menu" and not d.triage.escalate
+        assert "911" in d.reply and "988" in d.reply and "573-1504" in d.reply
+
+
 def test_dosing_instructions_are_caught(broken):
     edit(broken / "topics.en.toml", "Don't stop suddenly;", "Drop 2 mg a week;")
     assert any("dosing" in p for p in check(load(broken)))

@@ -60,10 +60,14 @@ def check(content: Content) -> list[str]:
             if key in ("review_footer", "staff_alerted", "staff_later"):
                 continue
             reply_ok(f"messages.{lang}.{key}", text, lang)
-        for key in ("help", "review"):
+        # The menu too: a crisis the triage misses gets the menu ("I didn't understand") more than
+        # any other reply (README, "Crisis triage"), so it carries 911 and 988 whatever triage said.
+        for key in ("help", "review", "menu"):
             for needle in ("911", "988"):
                 if needle not in messages[key]:
                     problems.append(f"messages.{lang}.{key}: must mention {needle}")
+            if lang == "es" and not any(n in messages[key] for n in SPANISH_988):
+                problems.append(f"messages.{lang}.{key}: 988 needs its Spanish option (marca 2 / AYUDA)")
         for kind, tiers in content.crisis[lang].items():
             must, first = KIND_MUST[kind]
             for tier in tiers:
