@@ -216,6 +216,24 @@ def test_the_triage_report_compares_a_candidate_folder_with_the_shipped_one(tmp_
     assert not any(name.startswith("blind") for name, _ in triage_report.corpora(blind=False))
 
 
+def test_the_triage_report_lists_what_a_candidate_reads_differently(tmp_path):  # --changes
+    import shutil
+    sys.path.insert(0, str(REPO / "tools"))
+    import triage_report
+    from bot.core.corpus import Example
+    rules_only = tmp_path / "replies"
+    shutil.copytree(DEFAULT_REPLIES_DIR, rules_only)
+    (rules_only / "crisis" / "model.json").unlink()
+    goodbye = "said goodbye to my dog today, he's going to the neighbors"  # the model's alone
+    took = "i took 30 of my valium and now i cant stay awake"  # a rule's: read alike
+    sets = [("t", [Example("urgent", goodbye, "t", 1, lang="en"), Example("emergency", took, "t", 2, lang="en"),
+                   Example("routine", "what are your hours on saturday", "t", 3, lang="en")])]
+    lines, moves = triage_report.changes(str(DEFAULT_REPLIES_DIR), str(rules_only), sets)
+    assert lines == [f"t | crisis | paged -> routine | line 1: {goodbye}"]
+    assert moves == {"escalation lost": 1, "page lost": 1}
+    assert triage_report.changes(str(DEFAULT_REPLIES_DIR), str(DEFAULT_REPLIES_DIR), sets) == ([], {})
+
+
 def test_the_triage_report_counts_each_group_and_formats_a_row():  # tools/triage_report.py
     sys.path.insert(0, str(REPO / "tools"))
     import triage_report

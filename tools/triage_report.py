@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/triage_report.py
     .venv/bin/python tools/triage_report.py --compare DIR [--compare DIR ...]
+    .venv/bin/python tools/triage_report.py --changes DIR
 
 Reads the labelled corpora in ``tests/corpus`` and the real texts labelled in
 ``tests/labels/real.tsv`` (their words stay in ``../shared/data``; without it those rows are
@@ -13,11 +14,18 @@ totals only: every run of this is a look at them, so it is not a tuning tool.
 beside the shipped content, on the held-out text that is not blind only (the written held-out sets,
 the SMS, the forum's held-out fold and second round): how a retraining is judged before any blind
 set is read.
+
+``--changes``: the same text, one line per text the candidate reads differently (escalated or
+paged), and for the crises a tally of what was lost and gained: a retraining moves a few texts near
+a threshold either way, and a shipping rule should say which it may lose. Texts from the written
+sets are printed (they live in this repository); real texts only by id (their words stay in
+``../shared/data``).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from bot.config import DEFAULT_REPLIES_DIR
@@ -65,11 +73,44 @@ def compare(folders: list[str], sets: list[tuple[str, list[Example]]]) -> list[s
     return lines
 
 
+def _state(verdict) -> str:
+    return "paged" if verdict.pages else "escalated" if verdict.escalate else "routine"
+
+
+def changes(reference: str, candidate: str, sets: list[tuple[str, list[Example]]]) -> tuple[list[str], Counter]:
+    """Each text the two content folders read differently, and for crises the count of each move
+    (``escalation lost``: escalated by the reference, not by the candidate; ``page lost`` likewise)."""
+    before, after = get_bot(reference).triager.triage, get_bot(candidate).triager.triage
+    lines, moves = [], Counter()
+    for name, examples in sets:
+        for ex in examples:
+            a, b = before(ex.text), after(ex.text)
+            if (a.escalate, a.pages) == (b.escalate, b.pages):
+                continue
+            group = "crisis" if ex.crisis else ex.label
+            if ex.crisis:
+                if a.escalate != b.escalate:
+                    moves["escalation lost" if a.escalate else "escalation gained"] += 1
+                if a.pages != b.pages:
+                    moves["page lost" if a.pages else "page gained"] += 1
+            what = ex.id or f"line {ex.line}: {ex.text}"
+            lines.append(f"{name} | {group} | {_state(a)} -> {_state(b)} | {what}")
+    return lines, moves
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--compare", action="append", metavar="DIR",
                     help="a candidate content folder, measured beside the shipped one on non-blind held-out text")
+    ap.add_argument("--changes", metavar="DIR",
+                    help="list each non-blind held-out text a candidate folder reads differently from the shipped one")
     args = ap.parse_args(argv)
+    if args.changes:
+        lines, moves = changes(str(DEFAULT_REPLIES_DIR), args.changes, corpora(blind=False))
+        print("\n".join(lines))
+        print("crises: " + ", ".join(f"{k} {moves[k]}" for k in ("escalation lost", "escalation gained",
+                                                                 "page lost", "page gained")))
+        return
     if args.compare:
         print("\n".join(compare([str(DEFAULT_REPLIES_DIR), *args.compare], corpora(blind=False))))
         return
