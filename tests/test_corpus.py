@@ -111,6 +111,8 @@ def holds(m: dict, floor: dict) -> None:
 # The same session a retrained candidate that did not ship (README, "Measured", (9)) read L a second time
 # (182/199, 166 paged, 14/225) and K a third, K's last: 197/200 escalated, 179 paged (under K's floor by
 # one text), 18/227 false escalations, 8 false pages. L has one look left.
+# blind-m (written 2026-11-29, that session, by two more writers, en 247 / es 248 after 5 lines that matched an
+# existing corpus or a real text were dropped unread) is committed unread, with no floor until its first look.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -268,7 +270,7 @@ def test_label_agreement_is_reproducible_from_the_repository():
     assert figures["escalate"]["kappa"] >= 0.7 and figures["page"]["kappa"] >= 0.7
 
 
-@pytest.mark.parametrize("name", ["blind-i", "blind-j", "blind-k", "blind-l"])
+@pytest.mark.parametrize("name", ["blind-i", "blind-j", "blind-k", "blind-l", "blind-m"])
 def test_a_blind_sets_labels_agree_with_a_second_labeller(name):
     """tests/corpus/blind-*/second-labeller.tsv: one more labeller, the guide and the texts only."""
     import sys
