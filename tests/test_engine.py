@@ -102,3 +102,39 @@ def test_crisis_replies_are_in_the_texters_language(bot, text, lang):
     d = decide(bot, text)
     assert d.language == lang and d.reply == bot.content.crisis_reply("emergency", "overdose", lang, alerted=False)
     assert d.alerted_reply == bot.content.crisis_reply("emergency", "overdose", lang, alerted=True)
+
+
+# --- uneasy: not escalated, but the answer carries 911 and 988 --------------------------------------
+
+def test_an_answer_ends_with_911_and_988_when_triage_was_uneasy(bot):
+    """A figure of speech the model overruled ("kill this habit") is no escalation, but the texter sees the line."""
+    d = decide(bot, "i want to kill this habit for good, what's the first step")
+    assert d.kind == "topic" and not d.triage.escalate and d.triage.uneasy
+    topic = next(t for t in bot.content.topics["en"] if t.id == d.topic)
+    assert d.reply == f"{topic.reply} {bot.content.message('review_footer', 'en')}" and fits(d.reply, "en")
+
+
+def test_a_plain_question_gets_the_answer_alone(bot):
+    d = decide(bot, "what are your hours on saturday")
+    assert d.kind == "topic" and not d.triage.uneasy
+    assert d.reply == next(t for t in bot.content.topics["en"] if t.id == d.topic).reply and "988" not in d.reply
+
+
+def test_an_uneasy_answer_that_would_not_fit_is_sent_as_it_is(bot):
+    d = decide(bot, "qué riesgos tiene tomar diazepam mucho tiempo")  # Spanish excerpts: the line rarely fits
+    assert d.kind == "topic" and d.triage.uneasy and d.language == "es"
+    assert d.reply == next(t for t in bot.content.topics["es"] if t.id == d.topic).reply and fits(d.reply, "es")
+
+
+def test_triage_is_uneasy_about_an_overruled_hit_or_a_middling_score_only(bot):
+    from bot.core.triage import UNEASY
+    triage = bot.triager.triage
+    assert not triage("what are your hours on saturday").uneasy
+    overruled = triage("omg the traffic on the 405 is actually killing me")  # a rule hit the model dropped
+    assert not overruled.escalate and overruled.overruled and overruled.uneasy
+    for text in ("i want to kill this habit for good, what's the first step", "whats narcan and should my family keep some at home"):
+        v = triage(text)
+        assert not v.escalate and v.uneasy
+    escalated = triage("i took 30 valium and cant stay awake")
+    assert escalated.escalate and not escalated.uneasy  # an escalation has its own reply and line
+    assert 0 < UNEASY < bot.triager.model.thresholds["escalate"]

@@ -173,7 +173,9 @@ class Bot:
             return decision(K.REVIEW, self._review_reply(topic.reply if topic else None, language),
                             topic=topic.id if topic else None)
         if topic:
-            return decision(K.TOPIC, topic.reply, topic=topic.id)
+            # Triage did not escalate but was uneasy: the answer ends with the 911/988 line if it fits.
+            reply = (self._with_footer(topic.reply, language) or topic.reply) if verdict.uneasy else topic.reply
+            return decision(K.TOPIC, reply, topic=topic.id)
         return decision(K.MENU, self.content.message("menu", language))
 
     def explain(self, text: str, recent: tuple[str, ...] = ()) -> dict:
@@ -202,11 +204,12 @@ class Bot:
 
     def _review_reply(self, answer: str | None, language: str) -> str:
         """Answer the question with a one-line 911/988 footer when both fit; else the review message."""
-        if answer:
-            combined = f"{answer} {self.content.message('review_footer', language)}"
-            if fits(combined, language):
-                return combined
-        return self.content.message("review", language)
+        return (self._with_footer(answer, language) if answer else None) or self.content.message("review", language)
+
+    def _with_footer(self, answer: str, language: str) -> str | None:
+        """The answer and the one-line 911/988 footer, if both fit in an SMS reply."""
+        combined = f"{answer} {self.content.message('review_footer', language)}"
+        return combined if fits(combined, language) else None
 
 
 @lru_cache(maxsize=4)
