@@ -299,6 +299,14 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
         assert figures[key] == pytest.approx((each[0][key] + each[1][key]) / 2)
     assert tt.feasible(figures)
 
+    # Sticky: a previous model's thresholds stay while every ceiling holds to within one text...
+    assert tt.thresholds_for(view, runs, words, rows, th) == (th, figures, "kept")
+    # ...and give way to the best feasible point when one is missed by more (or there are none).
+    loose = {**th, "escalate": 0.05, "page": 0.06, "overrule": 0.05}
+    assert not tt.within_a_text(tt.pooled(view, runs, words, rows, loose), rows)
+    assert tt.thresholds_for(view, runs, words, rows, loose) == (th, figures, "chosen")
+    assert tt.thresholds_for(view, runs, words, rows, None) == (th, figures, "chosen")
+
     # The grid's best point is then refined in FINE steps within one grid step either side: never worse.
     assert tt._around(0.68, tt.GRID["page"]) == [0.66, 0.665, 0.67, 0.675, 0.68, 0.685, 0.69, 0.695, 0.7]
     monkeypatch.setattr(tt, "_around", lambda value, grid: [value])
@@ -346,3 +354,28 @@ def test_the_pending_triage_fixes_still_apply_to_the_shipped_content():
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
+
+
+def test_a_ceiling_missed_by_less_than_one_text_of_its_group_still_holds(monkeypatch):
+    """train_triage.within_a_text: the tolerance that keeps a previous model's thresholds is one text."""
+    pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_triage as tt
+
+    rows = [tt.Row("", "", "", "routine", None, None, g) for g in ["written"] * 80 + ["corpus"] * 20 + ["sms"] * 200]
+    monkeypatch.setattr(tt, "CEILINGS", {("written", "escalated"): 0.05, ("sms", "paged"): 0.01})
+    met = {"written_routine_escalated": 0.05, "sms_routine_paged": 0.01}
+    assert tt.within_a_text(met, rows)
+    assert tt.within_a_text({**met, "written_routine_escalated": 0.05 + 0.9 / 100}, rows)  # corpus counts as written
+    assert not tt.within_a_text({**met, "written_routine_escalated": 0.05 + 1.1 / 100}, rows)
+    assert not tt.within_a_text({**met, "sms_routine_paged": 0.01 + 1.1 / 200}, rows)
+
+
+def test_a_training_starts_from_the_thresholds_of_the_model_it_replaces(tmp_path, model):
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_triage as tt
+    shipped = tt.previous_thresholds(DEFAULT_REPLIES_DIR / "crisis" / "model.json")
+    assert shipped == {**model.thresholds, "min_words": model.min_words}
+    assert tt.previous_thresholds(tmp_path / "none.json") is None
