@@ -37,6 +37,7 @@ from sqlalchemy import create_engine, event, exc as sa_exc, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.store.flock import poll_flock
 from bot.store.models import Base
 
 logger = logging.getLogger(__name__)
@@ -242,18 +243,10 @@ class WriterFile:
         fd = self._file()
         if fd is None:
             return self
-        pause = 0.00005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._held = True
-                return self
-            except BlockingIOError:
-                left = self._db.remaining()
-                if left is not None and left <= 0:
-                    raise DeadlineExceeded("time ran out waiting for the SQLite writer lock") from None
-                time.sleep(pause if left is None else min(pause, left))
-                pause = min(pause * 2, 0.001)
+        if not poll_flock(fd, self._db.remaining):
+            raise DeadlineExceeded("time ran out waiting for the SQLite writer lock")
+        self._held = True
+        return self
 
     def __exit__(self, *exc) -> None:
         if self._held:

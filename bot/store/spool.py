@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from bot.core.engine import Inbound
+from bot.store.flock import poll_flock
 
 logger = logging.getLogger(__name__)
 
@@ -109,21 +110,6 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).isoformat()
 
 
-def _flock(fd: int, wait: float) -> bool:
-    """Lock ``fd`` exclusively, polling for up to ``wait`` seconds; whether it was won."""
-    deadline, pause = time.monotonic() + wait, 0.00005
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                logger.warning("spool gate not won in %.0f s: this write queues in SQLite's busy handler", wait)
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.001)
-
-
 class Spool:
     """The journal file; one SQLite connection per thread, opened on first use."""
 
@@ -168,7 +154,10 @@ class Spool:
                 local.depth -= 1
             return
         fd = self._gate_fd()
-        held = fd is not None and _flock(fd, GATE_WAIT)
+        deadline = time.monotonic() + GATE_WAIT
+        held = fd is not None and poll_flock(fd, lambda: deadline - time.monotonic())
+        if fd is not None and not held:
+            logger.warning("spool gate not won in %.0f s: this write queues in SQLite's busy handler", GATE_WAIT)
         local.depth = 1
         try:
             yield
