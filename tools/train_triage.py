@@ -376,6 +376,11 @@ def tiers(view: RuleView, p: dict[str, np.ndarray], ph: dict[str, np.ndarray], w
     return np.maximum(rule, model)
 
 
+def _in_group(groups: np.ndarray, g: str) -> np.ndarray:
+    """The rows a ceiling's group counts: "written" holds the project's corpora and rule examples too."""
+    return np.isin(groups, ("written", "corpus", "rules")) if g == "written" else groups == g
+
+
 def measure(final: np.ndarray, rows: list[Row]) -> dict[str, float]:
     """The figures the thresholds are chosen on. Retired blind sets and plain comments are learned
     from but not counted: the ceilings keep the population they were set on."""
@@ -389,7 +394,7 @@ def measure(final: np.ndarray, rows: list[Row]) -> dict[str, float]:
         "review_escalated": float((final[tier == "review"] >= 1).mean()),
     }
     for g in ("written", "forum", "sms"):
-        sel = routine & (groups == g if g != "written" else np.isin(groups, ("written", "corpus", "rules")))
+        sel = routine & _in_group(groups, g)
         out[f"{g}_routine_escalated"] = float((final[sel] >= 1).mean())
         out[f"{g}_routine_paged"] = float((final[sel] >= 2).mean())
         sel = crisis & (groups == g)
@@ -412,8 +417,7 @@ def _routine_counts(rows: list[Row]) -> dict[str, int]:
     """How many routine texts each ceiling's group counts (as :func:`measure` groups them)."""
     groups = np.array([r.group for r in rows])
     routine = np.array([r.tier == "routine" for r in rows])
-    return {g: int((routine & (groups == g if g != "written" else np.isin(groups, ("written", "corpus", "rules")))).sum())
-            for g in ("written", "forum", "sms")}
+    return {g: int((routine & _in_group(groups, g)).sum()) for g in ("written", "forum", "sms")}
 
 
 def within_a_text(m: dict[str, float], rows: list[Row]) -> bool:
