@@ -341,21 +341,6 @@ def test_retired_sets_are_learned_from_but_never_counted_in_the_figures_threshol
     assert {p.parent.name for p in tt.training_files()} >= set(tt.RETIRED)
 
 
-def test_the_pending_triage_fixes_still_apply_to_the_shipped_content():
-    """docs/pending-triage-fixes.md: the reviewed diff waiting for a retraining must not rot.
-
-    Once the fixes ship (or are dropped), delete the document and this test.
-    """
-    import shutil
-    import subprocess
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("needs git and a git checkout")
-    done = subprocess.run(["git", "apply", "--check", "docs/pending-triage-fixes.md"], cwd=REPO,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-
-
 def test_a_ceiling_missed_by_less_than_one_text_of_its_group_still_holds(monkeypatch):
     """train_triage.within_a_text: the tolerance that keeps a previous model's thresholds is one text."""
     pytest.importorskip("numpy")

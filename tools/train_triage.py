@@ -181,6 +181,8 @@ def training_rows(triager: Triager, data_dir: Path) -> tuple[list[Row], dict]:
             for ex in read(path):
                 add(ex, "corpus")
     for rule in triager.rules:
+        if rule.floor:  # crisis/floor.toml: never learned from (bot/core/triage.py, evidence)
+            continue
         for text in rule.examples:
             add(Example(rule.severity, text, "rules.toml", 0), "rules", kind=rule.kind)
     for idiom in triager.idioms:

@@ -67,6 +67,7 @@ class Rule:
     order: int = 0
     kind: str | None = None  # CrisisKind (None for idioms)
     idiomatic: bool = False  # its words are often figurative or general: the model may overrule it
+    floor: bool = False  # from crisis/floor.toml: the model never learns from it, it only raises a tier
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Content:
     clinic_city: str = ""
     chat: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # language -> section -> key -> text
     crisis: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # lang -> kind -> tier -> text
+    floor_concepts: frozenset[str] = frozenset()  # concepts defined in crisis/floor.toml (hidden from the model)
 
     def message(self, key: str, language: str) -> str:
         """A fixed message in the given language, falling back to English."""
@@ -132,7 +134,8 @@ def _crisis_replies(raw: dict, clinic: dict, where: str) -> dict[str, dict[str, 
     return out
 
 
-def parse_rule(raw: dict, where: str, default_severity: str | None = None, order: int = 0) -> Rule:
+def parse_rule(raw: dict, where: str, default_severity: str | None = None, order: int = 0,
+               floor: bool = False) -> Rule:
     """Build a Rule from its TOML table; patterns are 'SLOT SLOT', a slot is 'A|b|C'."""
     rid = raw.get("id")
     if not rid:
@@ -153,6 +156,7 @@ def parse_rule(raw: dict, where: str, default_severity: str | None = None, order
         whole=bool(raw.get("whole", False)), negatable=bool(raw.get("negatable", True)),
         examples=tuple(raw.get("examples", ())), raise_with=tuple(raw.get("raise_with", ())),
         note=raw.get("note", ""), order=order, kind=kind, idiomatic=bool(raw.get("idiomatic", False)),
+        floor=floor,
     )
 
 
@@ -198,6 +202,9 @@ def load(root: Path | str) -> Content:
     concepts = {name: tuple(terms) for name, terms in lex.get("concepts", {}).items()}
     rules_raw = _read(root / "crisis" / "rules.toml").get("rule", [])
     rules = tuple(parse_rule(r, "crisis/rules.toml", order=i) for i, r in enumerate(rules_raw))
+    floor_concepts, floor_rules = _floor(root / "crisis" / "floor.toml", concepts, rules)
+    concepts.update(floor_concepts)
+    rules += floor_rules
     idioms_raw = _read(root / "crisis" / "idioms.toml").get("idiom", [])
     idioms = tuple(parse_rule(r, "crisis/idioms.toml", "none", i) for i, r in enumerate(idioms_raw))
     lang_raw = _read(root / "language.toml")
@@ -212,7 +219,33 @@ def load(root: Path | str) -> Content:
         clinic_short_name=clinic.get("short_name") or clinic["name"], clinic_city=clinic.get("city", ""),
         chat=chat,
         crisis=crisis,
+        floor_concepts=frozenset(floor_concepts),
     )
+
+
+def _floor(path: Path, concepts: dict[str, tuple[str, ...]], learned: tuple[Rule, ...]) -> tuple[dict, tuple[Rule, ...]]:
+    """crisis/floor.toml: concepts and rules the model never learns from (an optional file).
+
+    Its rules fire like any other and can only raise a tier: none may be idiomatic (the model
+    could then drop it), and its concepts may not redefine the lexicon's.
+    """
+    if not path.exists():
+        return {}, ()
+    raw = _read(path)
+    new = {name: tuple(terms) for name, terms in raw.get("concepts", {}).items()}
+    for name in new:
+        if name in concepts:
+            raise ContentError(f"crisis/floor.toml: concept {name} is already in lexicon.toml")
+    rules = tuple(parse_rule(r, "crisis/floor.toml", order=len(learned) + i, floor=True)
+                  for i, r in enumerate(raw.get("rule", [])))
+    taken = {r.id for r in learned}
+    for rule in rules:
+        if rule.id in taken:
+            raise ContentError(f"crisis/floor.toml: rule {rule.id} is already in rules.toml")
+        taken.add(rule.id)
+        if rule.idiomatic:
+            raise ContentError(f"crisis/floor.toml: rule {rule.id} is idiomatic; a floor rule is a clear structure")
+    return new, rules
 
 
 def _spelled(table: dict) -> dict[str, tuple[str, ...]]:

@@ -83,6 +83,7 @@ class Hit:
     weak: bool = False  # a typo-corrected match, an idiomatic rule, or a long text: the model may overrule it
     window: tuple[str, ...] = ()  # in a long text, the words around the hit that the model judges it by
     clear: bool = True  # a clear structure (no typo, not idiomatic): in a long text it may lose its page, not its review
+    floor: bool = False  # a rule of crisis/floor.toml: never shown to the model (see evidence())
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class Triager:
         self._idioms_needing = {label: [(rule, *_needs(rule)) for rule in rules]
                                 for label, rules in self._idioms_by_anchor.items()}
         self.number_min = content.number_min
+        self.floor_concepts = content.floor_concepts
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
 
     @staticmethod
@@ -360,9 +362,9 @@ class Triager:
                     weak = True
                     window = _sentence(tokens, span)
                 hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order,
-                                rule.kind, weak, window, clear))
+                                rule.kind, weak, window, clear, rule.floor))
         hits.sort(key=_strength)
-        return hits, evidence(occ, hits, idioms)
+        return hits, evidence(occ, hits, idioms, self.floor_concepts)
 
     def triage_tokens(self, tokens: list[str]) -> Triage:
         """Triage an already tokenised text: the rules, then the model, combined."""
@@ -407,12 +409,18 @@ class Triager:
             return TRIAGE_ERROR
 
 
-def evidence(occ: dict[str, list[tuple[int, int]]], hits: list[Hit], idioms: Iterable[str] = ()) -> tuple[str, ...]:
+def evidence(occ: dict[str, list[tuple[int, int]]], hits: list[Hit], idioms: Iterable[str] = (),
+             hidden: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """The rules' reading as tokens for the model: concepts present ("c:INGESTED"), rules that
     fired ("r:overdose.took_count"), how context changed them ("l:negation") and idioms found
-    ("i:idiom.die_for"), so the model learns what the clinicians' lexicon knows."""
-    out = {f"c:{label}" for label in occ if label.isupper()} | {f"i:{i}" for i in idioms}
+    ("i:idiom.die_for"), so the model learns what the clinicians' lexicon knows.
+
+    The floor (crisis/floor.toml) is left out: its ``hidden`` concepts and its rules' hits. So a
+    floor rule changes no model input, and the model reads every text as it was trained to."""
+    out = {f"c:{label}" for label in occ if label.isupper() and label not in hidden} | {f"i:{i}" for i in idioms}
     for hit in hits:
+        if hit.floor:
+            continue
         out.add(f"r:{hit.rule}")
         if hit.lowered_by:
             out.add(f"l:{hit.lowered_by}")

@@ -1,0 +1,141 @@
+"""Floor rules (replies/crisis/floor.toml): the model never learns from them, they only raise a tier.
+
+The guarantee that makes them safe to add without retraining: with or without floor.toml, the model
+reads every text exactly as before (the same document, the same rule evidence), so the only verdicts
+a floor rule can change are the texts it fires on, and those only upwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.core.content import ContentError, load
+from bot.core.corpus import DATA_DIR, read, read_dir, real_examples, real_texts
+from bot.core.model import model_text
+from bot.core.states import rank
+from bot.core.triage import Triager
+
+REPO = Path(__file__).resolve().parent.parent
+REPLIES = REPO / "replies"
+CORPUS = REPO / "tests" / "corpus"
+LABELS = REPO / "tests" / "labels" / "real.tsv"
+# Every labelled set that is not blind (blind sets are read only for their totals).
+OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3")
+TEXT_SETS = ("dev", "dev2", "heldout")
+
+
+@pytest.fixture(scope="module")
+def with_floor() -> Triager:
+    return Triager(load(REPLIES))
+
+
+@pytest.fixture(scope="module")
+def without_floor(tmp_path_factory) -> Triager:
+    copy = tmp_path_factory.mktemp("nofloor") / "replies"
+    shutil.copytree(REPLIES, copy)
+    (copy / "crisis" / "floor.toml").unlink()
+    return Triager(load(copy))
+
+
+def _open_examples():
+    for name in OPEN_SETS:
+        yield from read_dir(CORPUS / name)
+    for name in TEXT_SETS:
+        for path in sorted((CORPUS / name).glob("*.txt")):
+            yield from read(path)
+
+
+def test_the_shipped_floor_has_rules(with_floor):
+    floor = [r for r in with_floor.rules if r.floor]
+    assert floor, "replies/crisis/floor.toml holds no rule"
+    assert all(not r.idiomatic and r.examples for r in floor)
+
+
+def test_the_model_reads_every_text_as_without_the_floor(with_floor, without_floor):
+    """Same model document and same rule evidence for every training and held-out text, and for the
+    real texts when ../shared/data is here: the floor changes no input of the model."""
+    texts = [ex.text for ex in _open_examples()]
+    texts += [t for r in without_floor.rules for t in r.examples]
+    texts += [t for r in without_floor.idioms for t in r.examples]
+    texts += [ex.text for ex in real_examples(LABELS)]
+    assert len(texts) > 9_000
+    differ = []
+    for text in texts:
+        a, b = with_floor.index.tokens(text), without_floor.index.tokens(text)
+        if a != b or model_text(a) != model_text(b) or with_floor.read(a)[1] != without_floor.read(b)[1]:
+            differ.append(text[:60])
+    assert differ == []
+
+
+def test_a_floor_rule_only_raises_a_verdict(with_floor, without_floor):
+    """Over the open sets: every verdict with the floor is at least the verdict without it, and
+    differs only where a floor rule fired."""
+    for ex in _open_examples():
+        a, b = with_floor.triage(ex.text), without_floor.triage(ex.text)
+        if any(h.floor for h in a.hits):
+            assert rank(a.severity) >= rank(b.severity), ex.text[:60]
+        else:
+            assert (a.severity, a.rule) == (b.severity, b.rule), ex.text[:60]
+
+
+def test_floor_rules_fire_on_no_routine_text(with_floor):
+    """A floor rule cannot be overruled, so it must be a clear structure: no routine line of the open
+    sets, and no real everyday SMS or routine forum text (when ../shared/data is here), fires one."""
+    fired = [ex.text[:60] for ex in _open_examples()
+             if ex.label == "routine" and any(h.floor for h in with_floor.triage(ex.text).hits)]
+    real = real_examples(LABELS)
+    fired += [ex.id for ex in real if ex.label == "routine" and any(h.floor for h in with_floor.triage(ex.text).hits)]
+    sms = {i: t for i, t in real_texts(DATA_DIR).items() if i.startswith("sms-")}
+    fired += [i for i, t in sms.items() if any(h.floor for h in with_floor.triage(t).hits)]
+    assert fired == []
+
+
+def test_each_floor_example_escalates_at_the_rules_tier(with_floor):
+    for rule in (r for r in with_floor.rules if r.floor):
+        for text in rule.examples:
+            verdict = with_floor.triage(text)
+            assert rule.id in verdict.rules, text
+            assert rank(verdict.severity) >= rank(rule.severity), text
+
+
+def test_floor_examples_are_not_training_texts():
+    pytest.importorskip("sklearn")
+    import sys
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_triage
+    assert REPLIES / "crisis" / "floor.toml" not in train_triage.training_files()
+
+
+def _replies_with_floor(tmp_path: Path, floor: str) -> Path:
+    copy = tmp_path / "replies"
+    shutil.copytree(REPLIES, copy)
+    (copy / "crisis" / "floor.toml").write_text(floor, encoding="utf-8")
+    return copy
+
+
+def test_a_floor_concept_may_not_redefine_the_lexicons(tmp_path):
+    copy = _replies_with_floor(tmp_path, '[concepts]\nGUN = ["slingshot"]\n')
+    with pytest.raises(ContentError, match="GUN"):
+        load(copy)
+
+
+def test_a_floor_rule_may_not_be_idiomatic(tmp_path):
+    copy = _replies_with_floor(tmp_path, '[[rule]]\nid = "x.y"\nkind = "overdose"\nseverity = "urgent"\n'
+                                         'pattern = "GUN"\nidiomatic = true\n')
+    with pytest.raises(ContentError, match="idiomatic"):
+        load(copy)
+
+
+def test_a_floor_rule_may_not_reuse_a_rules_id(tmp_path):
+    copy = _replies_with_floor(tmp_path, '[[rule]]\nid = "overdose.took_count"\nkind = "overdose"\n'
+                                         'severity = "urgent"\npattern = "GUN"\n')
+    with pytest.raises(ContentError, match="overdose.took_count"):
+        load(copy)
+
+
+def test_without_a_floor_file_content_loads(tmp_path, without_floor):
+    assert not any(r.floor for r in without_floor.rules)
+    assert without_floor.floor_concepts == frozenset()
