@@ -234,6 +234,16 @@ def test_the_triage_report_lists_what_a_candidate_reads_differently(tmp_path):  
     assert triage_report.changes(str(DEFAULT_REPLIES_DIR), str(DEFAULT_REPLIES_DIR), sets) == ([], {})
 
 
+def test_the_triage_report_reads_one_set_only(capsys):  # --only: a blind set's look, its totals alone
+    sys.path.insert(0, str(REPO / "tools"))
+    import triage_report
+    triage_report.main(["--only", "written-heldout-3"])
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [r.split(" | ")[:2] for r in rows] == [["| written-heldout-3", "en"], ["| written-heldout-3", "es"],
+                                                  ["| written-heldout-3", "all"]]
+    assert rows[-1].split(" | ")[2] == "1246"
+
+
 def test_the_triage_report_counts_each_group_and_formats_a_row():  # tools/triage_report.py
     sys.path.insert(0, str(REPO / "tools"))
     import triage_report

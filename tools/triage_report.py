@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="a candidate content folder, measured beside the shipped one on non-blind held-out text")
     ap.add_argument("--changes", metavar="DIR",
                     help="list each non-blind held-out text a candidate folder reads differently from the shipped one")
+    ap.add_argument("--only", metavar="SET",
+                    help="one corpus folder's rows only (a blind set's look: its totals and nothing else)")
     args = ap.parse_args(argv)
     if args.changes:
         lines, moves = changes(str(DEFAULT_REPLIES_DIR), args.changes, corpora(blind=False))
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     bot = get_bot(str(DEFAULT_REPLIES_DIR))
     print("| text | language | lines | crisis escalated | crisis paged | routine escalated | routine paged |")
     print("|---|---|---|---|---|---|---|")
-    for name, examples in corpora():
+    sets = [(args.only, read_dir(TESTS / "corpus" / args.only))] if args.only else corpora()
+    for name, examples in sets:
         langs = sorted({ex.lang or "en" for ex in examples})
         for lang in langs:
             print(row(name, lang, tally(bot.triager.triage, [ex for ex in examples if (ex.lang or "en") == lang])))
