@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-l``, ``written-heldout`` to ``written-heldout-3``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-m``, ``written-heldout`` to ``written-heldout-3``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -112,7 +112,10 @@ def holds(m: dict, floor: dict) -> None:
 # (182/199, 166 paged, 14/225) and K a third, K's last: 197/200 escalated, 179 paged (under K's floor by
 # one text), 18/227 false escalations, 8 false pages. L has one look left.
 # blind-m (written 2026-11-29, that session, by two more writers, en 247 / es 248 after 5 lines that matched an
-# existing corpus or a real text were dropped unread) is committed unread, with no floor until its first look.
+# existing corpus or a real text were dropped unread) was committed unread and read first the session after
+# (2026-11-29, morning) with the shipped model and the seven floor rules (replies/crisis/floor.toml), the only
+# change since: 186/200 crises escalated (93.0%), 168 paged (84.0%), 4/248 false escalations (1.6%), 1 false
+# page (0.4%); English 90/100 escalated, 82 paged; Spanish 96/100, 86. Its floor is that first look.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -126,6 +129,7 @@ BLIND_FLOORS = {
     "blind-j": {"crisis_escalated": 0.915, "crisis_paged": 0.85, "routine_escalated_max": 0.07},
     "blind-k": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.11},
     "blind-l": {"crisis_escalated": 0.895, "crisis_paged": 0.815, "routine_escalated_max": 0.085},
+    "blind-m": {"crisis_escalated": 0.93, "crisis_paged": 0.84, "routine_escalated_max": 0.02},
 }
 
 
