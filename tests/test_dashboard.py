@@ -627,3 +627,11 @@ def test_the_escalation_page_says_why_triage_escalated(db, sms, ann):
     html = ann.get(f"/dashboard/escalations/{esc.id}").get_data(as_text=True)
     assert "Why it escalated" in html and "overdose.took_count" in html
     assert "Needs a human" in html and "Toward a crisis" in html
+    assert "floor rule" not in html
+
+
+def test_the_escalation_page_names_a_floor_rule(db, sms, ann):
+    """A rule of replies/crisis/floor.toml (the model never learned from it) is marked as one."""
+    sms.send("my 2 year old ate some of my valium")
+    html = ann.get(f"/dashboard/escalations/{escalation(db).id}").get_data(as_text=True)
+    assert "overdose.child_swallowed" in html and "floor rule" in html

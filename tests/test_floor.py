@@ -101,6 +101,13 @@ def test_each_floor_example_escalates_at_the_rules_tier(with_floor):
             assert rank(verdict.severity) >= rank(rule.severity), text
 
 
+def test_explain_names_a_floor_rule_as_such():
+    from bot.core.engine import get_bot
+    hits = get_bot(str(REPLIES)).explain("my 2 year old ate some of my valium")["rules"]
+    assert {(h["rule"], h["floor"]) for h in hits} >= {("overdose.child_swallowed", True)}
+    assert not any(h["floor"] for h in get_bot(str(REPLIES)).explain("i took 30 valium")["rules"])
+
+
 def test_floor_examples_are_not_training_texts():
     pytest.importorskip("sklearn")
     import sys

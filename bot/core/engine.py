@@ -181,16 +181,17 @@ class Bot:
     def explain(self, text: str, recent: tuple[str, ...] = ()) -> dict:
         """Why triage decided what it did, for staff and ``helpline triage --explain``.
 
-        ``rules``: every rule that fired (tier after context, base tier, kind, what lowered it, and
-        whether it was weak evidence the model could overrule, or overruled); ``model``: its
+        ``rules``: every rule that fired (tier after context, base tier, kind, what lowered it,
+        whether it was weak evidence the model could overrule, or overruled, and whether it is a floor
+        rule the model never learned from); ``model``: its
         probabilities, kind, and the words pulling hardest toward and away from escalation.
         """
         text = (text or "")[:TRIAGE_CHARS]
         verdict = self.triage(text, recent)
         hits = [{"rule": h.rule, "tier": h.severity, "base": h.base, "kind": h.kind, "lowered_by": h.lowered_by,
-                 "weak": h.weak, "overruled": False} for h in verdict.hits]
+                 "weak": h.weak, "overruled": False, "floor": h.floor} for h in verdict.hits]
         hits += [{"rule": h.rule, "tier": None, "base": h.base, "kind": h.kind, "lowered_by": "model",
-                  "weak": True, "overruled": True} for h in verdict.overruled]
+                  "weak": True, "overruled": True, "floor": h.floor} for h in verdict.overruled]
         out: dict = {"rules": hits, "model": None}
         model = self.triager.model
         if model is not None:
