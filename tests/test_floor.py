@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 REPLIES = REPO / "replies"
 CORPUS = REPO / "tests" / "corpus"
 LABELS = REPO / "tests" / "labels" / "real.tsv"
-# Every labelled set that is not blind (blind sets are read only for their totals).
-OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3")
+# Every labelled set that is not blind (blind sets are read only for their totals); "probe" holds the texts
+# the floor rules of 2026-11-29 were found on.
+OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3", "probe")
 TEXT_SETS = ("dev", "dev2", "heldout")
 
 
