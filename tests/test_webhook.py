@@ -95,6 +95,24 @@ def test_a_correctly_signed_text_gets_twiml_back(sms):
     assert reply.text and PHONE in reply.text
 
 
+def test_twiml_is_written_as_twilios_own_builder_writes_it(bot):
+    """``twiml()`` writes its XML itself; it must match ``MessagingResponse`` character for character, for
+    the bot's messages and topic answers, and for markup, quotes and line breaks."""
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    from bot.web.twilio_adapter import twiml
+
+    replies = [None, "", "a & b <c> d > e \"f\" 'g' é ñ 🙂\nline two\r\n\tend", "]]> &amp; &#x41;"]
+    replies += [text for messages in bot.content.messages.values() for text in messages.values()]
+    replies += [topic.reply for topics in bot.content.topics.values() for topic in topics]
+    assert len(replies) > 50
+    for reply in replies:
+        expected = MessagingResponse()
+        if reply:
+            expected.message(reply)
+        assert twiml(reply)[0] == str(expected)
+
+
 def test_a_request_without_a_signature_is_refused_and_nothing_is_stored(sms, db):
     reply = sms.post(sms.params(OVERDOSE), sign=False)
     assert reply.status == 403
