@@ -39,9 +39,26 @@ def signature_matches(validator, url: str, form, signature: str) -> bool:
     it is tried first with Twilio's own ``compute_signature``; any other signature goes to
     ``validate``, which accepts what it always accepted.
     """
-    if signature.isascii() and hmac.compare_digest(validator.compute_signature(url, form), signature):
+    if signature.isascii() and hmac.compare_digest(validator.compute_signature(url, _Fields(form)), signature):
         return True
     return validator.validate(url, form, signature)
+
+
+class _Fields:
+    """A werkzeug form as Twilio's validator reads it. It asks each field's values of ``getall`` first (webob's
+    name), and a werkzeug MultiDict answered with an AttributeError, caught, for each of a text's 20 fields."""
+
+    def __init__(self, form):
+        self._form = form
+
+    def __len__(self) -> int:
+        return len(self._form)
+
+    def __iter__(self):
+        return iter(self._form)
+
+    def getall(self, name: str) -> list[str]:
+        return self._form.getlist(name)
 
 
 def twilio_signed(view):
