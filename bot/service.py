@@ -426,12 +426,11 @@ class Helpline:
                     replayed_at: str | None) -> tuple[Escalation, Decision]:
         """The second statement of ``_store_fused``: escalation ``escalation_id``, its first round of pages,
         the inbound row joined to it, and the reply (the alerted one when a page is queued)."""
-        escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
-        escalation.id = escalation_id
+        escalation, columns, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
+        escalation.id = columns["id"] = escalation_id
         verdict = decision.triage
         decision = _alerted(escalation, decision)
         reply = decision.reply if replayed_at is None else None
-        columns = _escalation_values(escalation)
         params = {f"e_{k}": v for k, v in columns.items()} | {"j_message_id": inbound_id, "j_escalation_id": escalation.id}
         if people:
             body = self._page_body(escalation, contact, page_at)
@@ -499,8 +498,7 @@ class Helpline:
 
         Returns the escalation as a transient object (not in the session) for the caller's logging and reply.
         """
-        escalation, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
-        columns = _escalation_values(escalation)
+        escalation, columns, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
         conn = s.connection()
         escalation.id = writes.run(conn, writes.NEW_ESCALATION, columns)[0]
         if people:
@@ -510,23 +508,25 @@ class Helpline:
         self._log_opened(escalation, people, decision.triage)
         return escalation
 
-    def _new_escalation(self, contact: "_Texter", inbound_id: int, decision: Decision, msg: Inbound,
-                        now: datetime, page_at: datetime, paged: tuple[list, str | None]) -> tuple[Escalation, list]:
-        """A new escalation's row (transient, no id yet) with its paging fields, and who its first round pages."""
+    def _new_escalation(self, contact: "_Texter", inbound_id: int, decision: Decision, msg: Inbound, now: datetime,
+                        page_at: datetime, paged: tuple[list, str | None]) -> tuple[Escalation, dict, list]:
+        """A new escalation's row with its paging fields: as a transient object (no id yet) for the page text,
+        the reply and the log, and as its set columns by name (its INSERT's parameters); and who its first
+        round pages."""
         verdict = decision.triage
-        escalation = Escalation(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity,
-                                kind=verdict.kind, rule=verdict.rule, rules=",".join(verdict.rules),
-                                channel=msg.channel, opted_out=contact.opted_out, about_other=verdict.about_other,
-                                message_count=1, first_message_id=inbound_id, created_at=now, updated_at=now,
-                                page_round=0, pages_sent=0)
+        columns = dict(contact_id=contact.id, status=EscalationStatus.OPEN, severity=verdict.severity, kind=verdict.kind,
+                       rule=verdict.rule, rules=",".join(verdict.rules), channel=msg.channel, opted_out=contact.opted_out,
+                       about_other=verdict.about_other, message_count=1, first_message_id=inbound_id, created_at=now,
+                       updated_at=now, page_round=0, pages_sent=0)
         people = []
-        if not escalation.spec.pages_staff:
-            escalation.page_problem = "training conversation: nobody is paged"
+        if not channel_spec(msg.channel).pages_staff:
+            columns["page_problem"] = "training conversation: nobody is paged"
         elif Tier(verdict.severity).pages:
-            people, escalation.page_problem = paged
+            people, columns["page_problem"] = paged
             if people:
-                escalation.first_paged_at = escalation.last_paged_at = page_at
-        return escalation, people
+                columns["first_paged_at"] = columns["last_paged_at"] = page_at
+        columns = {k: v for k, v in columns.items() if v is not None}  # an unset column takes its default
+        return Escalation(**columns), columns, people
 
     def _page_body(self, escalation: Escalation, contact: "_Texter", page_at: datetime) -> str:
         """The text of a new escalation's first round of pages."""
@@ -605,11 +605,6 @@ def _log_stored(msg: Inbound, contact: "_Texter", decision: Decision) -> None:
     severity = decision.triage.severity
     logger.info("inbound %s from %s: %s%s", msg.message_id or "-", contact.masked, decision.kind,
                 f" ({severity})" if severity else "")
-
-
-def _escalation_values(escalation: Escalation) -> dict:
-    """A transient escalation's set columns, by name (the parameters of its INSERT)."""
-    return {c.key: v for c in writes.ESCALATIONS.columns if (v := getattr(escalation, c.key)) is not None}
 
 
 def _reply_params(reply: str, decision: Decision, escalation_id: int | None, now: datetime) -> dict:

@@ -79,3 +79,20 @@ def test_the_limit_is_per_number(settings):
     assert "hours" in sms.send("hours", sender="+15555550101").text
     assert "limit" in sms.send("hours", sender="+15555550101").text
     assert sms.send("hours", sender="+15555550102").text
+
+
+def test_the_previous_window_counts_as_much_as_it_overlaps_the_sliding_window(db):
+    """A burst straddling a window boundary is not let through twice: half way into a window, each event of
+    the previous one counts a half (the counter's one statement returns both windows' counts)."""
+    from datetime import datetime, timedelta, timezone
+
+    from bot.store.limits import Limit, Limiter
+
+    limiter, limit = Limiter("secret"), Limit("test", 10, timedelta(hours=1))
+    start = datetime(2026, 11, 29, 5, tzinfo=timezone.utc)  # a window's first instant
+    with db.session() as s:
+        assert not any(limiter.hit(s, limit, "+15555550123", start - timedelta(minutes=20)) for _ in range(10))
+        half = start + timedelta(minutes=30)
+        assert [limiter.hit(s, limit, "+15555550123", half) for _ in range(6)] == [False] * 5 + [True]  # 6 + 5 > 10
+        assert not limiter.hit(s, limit, "+15555550999", half)  # another subject's windows are its own
+        assert limiter.over(s, limit, "+15555550123", half) and not limiter.over(s, limit, "+15555550999", half)

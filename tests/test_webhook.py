@@ -15,7 +15,7 @@ from sqlalchemy import func, select, text
 from bot.core.sms import fits
 from bot.store.models import Contact, Escalation, Message
 from bot.web import create_app
-from conftest import SMS, TEXTER, make_healthy
+from conftest import SMS, TEXTER, TOKEN, make_healthy
 
 PHONE = "(562) 573-1504"
 CLINIC = "Solace Hills Detox"
@@ -93,6 +93,39 @@ def test_a_correctly_signed_text_gets_twiml_back(sms):
     assert reply.content_type.startswith("text/xml")
     assert ET.fromstring(reply.raw).tag == "Response"
     assert reply.text and PHONE in reply.text
+
+
+def test_twiml_is_written_as_twilios_own_builder_writes_it(bot):
+    """``twiml()`` writes its XML itself; it must match ``MessagingResponse`` character for character, for
+    the bot's messages and topic answers, and for markup, quotes and line breaks."""
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    from bot.web.twilio_adapter import twiml
+
+    replies = [None, "", "a & b <c> d > e \"f\" 'g' é ñ 🙂\nline two\r\n\tend", "]]> &amp; &#x41;"]
+    replies += [text for messages in bot.content.messages.values() for text in messages.values()]
+    replies += [topic.reply for topics in bot.content.topics.values() for topic in topics]
+    assert len(replies) > 50
+    for reply in replies:
+        expected = MessagingResponse()
+        if reply:
+            expected.message(reply)
+        assert twiml(reply)[0] == str(expected)
+
+
+def test_the_signature_is_computed_over_the_form_as_twilio_computes_it(sms):
+    """``signature_matches`` hands Twilio's validator the form through a small adapter (``getall``): the
+    signature must be the one Twilio computes over the form itself (a mismatch would fall back to the
+    slower ``validate`` and go unnoticed)."""
+    from twilio.request_validator import RequestValidator
+    from werkzeug.datastructures import MultiDict
+
+    from bot.web.twilio_adapter import _Fields
+
+    validator = RequestValidator(TOKEN)
+    form = MultiDict(list(sms.params(ROUTINE).items()) + [("MediaUrl0", "https://b"), ("MediaUrl0", "https://a")])
+    url = "https://example.org/sms"
+    assert validator.compute_signature(url, _Fields(form)) == validator.compute_signature(url, form)
 
 
 def test_a_request_without_a_signature_is_refused_and_nothing_is_stored(sms, db):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from bot.core.states import (OPEN_STATUSES, TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
                              channel_spec)
 from bot.store.db import Database
-from bot.store.models import AuditLog, Contact, Escalation, Message, Note, Outbox, Staff, mask, utcnow
+from bot.store.models import AuditLog, Contact, Escalation, Message, Note, Outbox, Staff, is_open, mask, utcnow
 
 SEVERITY_ORDER = case({t.value: i for i, t in enumerate(TIERS)}, value=Escalation.severity, else_=len(TIERS))
 OUTCOMES = ("reached_safe", "referred_911", "referred_988", "intake_booked", "no_response", "not_a_crisis", "other")
@@ -282,7 +282,7 @@ def leave_callback_number(db: Database, contact_id: int, phone: str) -> int | No
     """
     with db.session() as s:
         esc = s.scalar(select(Escalation).where(Escalation.contact_id == contact_id,
-                                                Escalation.status.in_(OPEN_STATUSES)))
+                                                is_open(Escalation.status)))
         if esc is None:
             return None
         esc.callback_number = phone

@@ -6,15 +6,23 @@ import re
 from datetime import datetime, timezone
 
 from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
-                        text)
+                        literal_column)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from bot.core.states import Channel, EscalationStatus, OutboxStatus, channel_spec, silences_bot
+from bot.core.states import OPEN_STATUSES, Channel, EscalationStatus, OutboxStatus, channel_spec, silences_bot
 
 
 def utcnow() -> datetime:
     """Timezone-aware now; every timestamp is stored in UTC."""
     return datetime.now(timezone.utc)
+
+
+def is_open(status):
+    """``status IN ('open', 'claimed')``, the statuses written as literals in the order of the partial index
+    ``uq_escalations_one_open`` (whose predicate this is). SQLite uses a partial index only for a query that
+    states the index's own terms: with bound parameters, or in another order, finding a sender's open
+    escalation read every escalation ever stored, once for each text."""
+    return status.in_([literal_column(f"'{s}'") for s in OPEN_STATUSES])
 
 
 class Base(DeclarativeBase):
@@ -74,8 +82,7 @@ class Escalation(Base):
     __tablename__ = "escalations"
     __table_args__ = (
         Index("uq_escalations_one_open", "contact_id", unique=True,
-              sqlite_where=text("status IN ('open', 'claimed')"),
-              postgresql_where=text("status IN ('open', 'claimed')")),
+              sqlite_where=is_open(literal_column("status")), postgresql_where=is_open(literal_column("status"))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

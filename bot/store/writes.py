@@ -14,9 +14,8 @@ from typing import Sequence
 from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.exc import DBAPIError
 
-from bot.core.states import OPEN_STATUSES
 from bot.store.db import sqlite_broken
-from bot.store.models import Contact, Escalation, Message, Outbox
+from bot.store.models import Contact, Escalation, Message, Outbox, is_open
 
 MESSAGES = Message.__table__
 CONTACTS = Contact.__table__
@@ -33,9 +32,7 @@ LOOKUP = (select(_seen.c.id.label("seen_id"), _seen.c.escalation_id.label("seen_
           .select_from(select(literal_column("1").label("one")).subquery("one")
                        .outerjoin(_seen, _seen.c.sid == bindparam("sid"))
                        .outerjoin(CONTACTS, CONTACTS.c.address == bindparam("address"))
-                       .outerjoin(_open, (_open.c.contact_id == CONTACTS.c.id)
-                                  & _open.c.status.in_([bindparam(f"open_{i}", str(x))
-                                                        for i, x in enumerate(sorted(OPEN_STATUSES))]))))
+                       .outerjoin(_open, (_open.c.contact_id == CONTACTS.c.id) & is_open(_open.c.status))))
 NEW_CONTACT = CONTACTS.insert().returning(CONTACTS.c.id)  # columns: the parameters given
 NEW_MESSAGE = MESSAGES.insert().returning(MESSAGES.c.id)
 JOIN_ESCALATION = MESSAGES.update().where(MESSAGES.c.id == bindparam("message_id"))

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, Mapping
 
 from flask import Flask, g, request
+from flask.sessions import SecureCookieSessionInterface
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -57,6 +58,16 @@ class Extension:
         return self.validator is None and self.settings.dev
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions (the dashboard's), where a request without cookies (every Twilio
+    webhook) starts its empty session without building a signing serializer and parsing cookies first."""
+
+    def open_session(self, app, request):
+        if "HTTP_COOKIE" not in request.environ and app.secret_key:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 class InsecureConfiguration(RuntimeError):
     """Start-up refused: the configuration must not serve real texters."""
 
@@ -98,6 +109,7 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
         raise InsecureConfiguration("refusing to start: " + "; ".join(problems) +
                                     " (fix these, or set HELPLINE_DEV=1 for local development)")
     app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.session_interface = CookieSessions()
     app.url_map.converters["int"] = BoundedIntConverter  # an id past a column's range is a 404, not a 500
     app.config.update(
         SECRET_KEY=settings.secret_key or secrets.token_hex(32),

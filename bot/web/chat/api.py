@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.core.engine import Inbound
-from bot.core.states import OPEN_STATUSES, Author, Channel, DecisionKind, Direction, EscalationStatus
+from bot.core.states import Author, Channel, DecisionKind, Direction, EscalationStatus
 from bot.phones import callback_number
 from bot.staff import actions
 from bot.store.limits import Limit
-from bot.store.models import ChatSession, Contact, Escalation, Message, aware, mask, utcnow
+from bot.store.models import ChatSession, Contact, Escalation, Message, aware, is_open, mask, utcnow
 from bot.web.chat import bp
 from bot.web.ids import parse_id
 from bot.store.db import is_outage
@@ -57,7 +57,7 @@ def _json_body() -> dict:
 
 def _open_escalation(s: Session, contact_id: int) -> Escalation | None:
     return s.scalar(select(Escalation).where(Escalation.contact_id == contact_id,
-                                             Escalation.status.in_(OPEN_STATUSES)))
+                                             is_open(Escalation.status)))
 
 
 def _message_json(m: Message) -> dict:
