@@ -849,3 +849,26 @@ def test_healthz_says_dispatcher_not_running_without_a_recent_heartbeat(app, cli
     dispatcher.beat(utcnow() - seconds(120))  # its last beat was two minutes ago
     checks = client.get("/healthz").get_json()["checks"]
     assert "dispatcher not running" in checks["problems"]
+
+
+@pytest.mark.sqlite_only
+def test_held_crisis_replies_are_found_through_the_open_escalations_index(db, dispatcher):
+    """Each dispatcher tick looks for held crisis replies among open escalations. Stated as the partial
+    index ``uq_escalations_one_open`` states it (``models.is_open``), SQLite reads that index; with the
+    statuses bound as parameters it read every escalation ever stored, on every tick."""
+    from sqlalchemy import event
+    seen = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "held_at" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        dispatcher.release_held(utcnow())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert len(seen) == 1
+    with db.engine.connect() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[0][0], seen[0][1])]
+    assert any("USING INDEX uq_escalations_one_open" in step for step in plan), plan

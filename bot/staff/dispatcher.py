@@ -18,12 +18,12 @@ from sqlalchemy import func, or_, select, update
 
 from bot.config import Settings
 from bot.core.content import Content
-from bot.core.states import (OPEN_STATUSES, PAGING_TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
+from bot.core.states import (PAGING_TIERS, Author, Direction, EscalationStatus, OutboxKind, OutboxStatus,
                              channel_spec, channels_where)
 from bot.staff import paging
 from bot.staff.sender import LocalSender, SendError, TwilioSender
 from bot.store.db import Database
-from bot.store.models import Contact, Escalation, Heartbeat, Message, Outbox, Staff, aware, utcnow
+from bot.store.models import Contact, Escalation, Heartbeat, Message, Outbox, Staff, aware, is_open, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Dispatcher:
         with self.db.session() as s:
             due = s.execute(select(Escalation.id, Escalation.held_at).where(
                 Escalation.held_at.is_not(None), Escalation.held_at <= now - window,
-                Escalation.status.in_(OPEN_STATUSES))).all()
+                is_open(Escalation.status))).all()
         released = 0
         for esc_id, held_at in due:
             with self.db.session() as s:
