@@ -99,7 +99,7 @@ class Limiter:
             raise RuntimeError(f"rate limits need SQLite or PostgreSQL, not {conn.dialect.name}")
         count, previous = writes.run(conn, statement, {"c_limit": limit.name, "c_key": self.key(subject),
                                                        "c_window": window, "c_ends_at": ends})
-        return count + (previous or 0) * (1.0 - into) > limit.max
+        return _weighted(count, previous or 0, into) > limit.max
 
     def over(self, s: Session, limit: Limit, subject: Subject, now: datetime | None = None) -> bool:
         """Whether one more event would be over the limit, without counting anything."""
@@ -110,7 +110,9 @@ class Limiter:
         key = self.key(subject)
         count = s.scalar(select(RateCounter.count).where(
             RateCounter.limit == limit.name, RateCounter.key == key, RateCounter.window == window)) or 0
-        return self._weighted(s, limit, key, window, into, count + 1) > limit.max
+        previous = s.scalar(select(RateCounter.count).where(
+            RateCounter.limit == limit.name, RateCounter.key == key, RateCounter.window == window - 1)) or 0
+        return _weighted(count + 1, previous, into) > limit.max
 
     def clear(self, s: Session, limit: Limit, subject: Subject) -> int:
         """Forget every window of one subject (an admin unlocking a login, say)."""
@@ -123,11 +125,12 @@ class Limiter:
         return s.execute(delete(RateCounter).where(RateCounter.limit == limit.name,
                                                    RateCounter.key.startswith(prefix, autoescape=True))).rowcount
 
-    @staticmethod
-    def _weighted(s: Session, limit: Limit, key: str, window: int, into: float, count: int) -> float:
-        previous = s.scalar(select(RateCounter.count).where(
-            RateCounter.limit == limit.name, RateCounter.key == key, RateCounter.window == window - 1)) or 0
-        return count + previous * (1.0 - into)
+
+
+def _weighted(count: int, previous: int, into: float) -> float:
+    """The sliding-window estimate: this window's count plus the part of the previous window's that the
+    sliding window still covers (``into``: how far into this window we are, 0 to 1)."""
+    return count + previous * (1.0 - into)
 
 
 def purge_counters(s: Session, now: datetime | None = None) -> int:
