@@ -56,6 +56,23 @@ def test_the_model_raises_a_text_the_rules_missed_with_its_kind():
     assert combine([], scores(escalate=0.6, page=0.1), TH, 1).severity == Tier.REVIEW
 
 
+def test_a_model_all_but_sure_a_human_is_needed_pages_even_when_its_page_head_is_unsure():
+    """``sure``: the escalate head at or above it pages (urgent, or emergency by the emergency head) and
+    keeps a weak rule hit's page; without ``sure`` in the thresholds (older model files) it never does."""
+    sure = {**TH, "sure": 0.95}
+    unsure_page = scores(escalate=0.97, page=0.3, emergency=0.1, kind="suicide")
+    assert combine([], unsure_page, TH, 1).severity == Tier.REVIEW
+    assert combine([], unsure_page, sure, 1).severity == Tier.URGENT
+    assert combine([], scores(escalate=0.97, page=0.3, emergency=0.7), sure, 1).severity == Tier.EMERGENCY
+    assert combine([], scores(escalate=0.94, page=0.3), sure, 1).severity == Tier.REVIEW
+    assert combine([hit(weak=True)], scores(escalate=0.97, page=0.3), TH, 1).severity == Tier.REVIEW
+    assert combine([hit(weak=True)], scores(escalate=0.97, page=0.3), sure, 1).severity == Tier.EMERGENCY
+    # The page's minimum length holds for it as for the page head.
+    from bot.core.triage import PAGE_MIN_WORDS
+    short = scores(escalate=0.99, page=0.3, words=PAGE_MIN_WORDS - 1)
+    assert combine([], short, sure, 1).severity == Tier.REVIEW
+
+
 def test_the_model_never_judges_a_text_shorter_than_its_minimum():
     assert combine([], scores(escalate=0.99, page=0.99, words=1), TH, 2).severity is None
     assert combine([hit(weak=True)], scores(escalate=0.0, words=1), TH, 2).severity == Tier.EMERGENCY
@@ -284,7 +301,7 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
     routine = [i for i, r in enumerate(rows) if r.tier == "routine"]
     for n, i in enumerate(routine):
         rows[i] = replace(rows[i], group=("forum", "sms", "written")[n % 3])
-    view, _ = tt.rule_view(triager, rows)
+    view, hits = tt.rule_view(triager, rows)
     words = np.array([len(r.doc.split()) for r in rows])
     hyper = (8.0, None, 3000, 2000, 3.0)
     # 900 texts cannot meet the real ceilings; looser ones still bind.
@@ -296,11 +313,12 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
     other = tt.out_of_fold(rows, hyper, view, seed=2, jobs=2)
     assert not np.allclose(serial[0]["escalate"], other[0]["escalate"])  # another split, other scores
 
-    runs = []
+    runs, windows = [], []
     for oof, oof_w in (serial, other):
         p = {h: tt.sigmoid(oof[h]) for h in tt.BINARY_HEADS}
         pw = {h: tt.sigmoid(oof_w[h]) for h in tt.BINARY_HEADS}
         runs.append((p, tt.hit_scores(view, p, pw)))
+        windows.append(pw)
     single, figures = tt.choose_thresholds(view, runs[:1], words, rows)
     assert figures == tt.measure(tt.tiers(view, *runs[0], words, single), rows)
     th, figures = tt.choose_thresholds(view, runs, words, rows)
@@ -325,6 +343,24 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
     assert abs(th["page"] - coarse["page"]) <= 0.02 and abs(th["escalate"] - coarse["escalate"]) <= 0.025
     assert (figures["crisis_paged"] + figures["crisis_escalated"]
             >= on_grid["crisis_paged"] + on_grid["crisis_escalated"])
+
+    # --sure: a "sure" threshold chosen with the page threshold on the same figures: never fewer crises
+    # paged and escalated, every ceiling still held; off (the shipped training), the thresholds stay.
+    monkeypatch.undo()
+    monkeypatch.setattr(tt, "CEILINGS", {key: 0.15 for key in tt.CEILINGS})
+    assert tt.thresholds_for(view, runs, words, rows, th)[0] == th
+    monkeypatch.setattr(tt, "SURE", True)
+    sure, with_sure, how = tt.thresholds_for(view, runs, words, rows, th)
+    assert how in ("kept", "kept, sure chosen") and ("sure" in sure) == (how == "kept, sure chosen")
+    assert tt.feasible(with_sure) and with_sure == tt.pooled(view, runs, words, rows, sure)
+    assert (with_sure["crisis_paged"] + with_sure["crisis_escalated"]
+            >= figures["crisis_paged"] + figures["crisis_escalated"])
+    # The vectorised tiers() reads "sure" as combine() does, row by row.
+    p, ph = runs[0]
+    forced = {**th, "sure": 0.9}
+    final = tt.tiers(view, p, ph, words, forced)
+    assert (final != tt.tiers(view, p, ph, words, th)).any()
+    tt.check_against_engine(view, hits, p, windows[0], words, forced, final)
 
 
 def test_retired_sets_are_learned_from_but_never_counted_in_the_figures_thresholds_are_chosen_on(monkeypatch):

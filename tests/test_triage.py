@@ -131,3 +131,32 @@ def test_a_wish_to_be_killed_is_read_as_suicide(bot):
 def test_escalations_record_which_rule_fired(bot):
     verdict = bot.triager.triage("whats the lethal dose of diazepam")
     assert verdict.rule == "lethal.dose_named" and verdict.rules[0] == verdict.rule
+
+
+def _days_without(triager, text: str) -> bool:
+    return "withdrawal.days_without" in {h.rule for h in triager.rule_hits(triager.index.tokens(text))}
+
+
+@pytest.fixture(scope="module")
+def milestone_triager():
+    """The shipped content with ``[numbers] recent_days_at_most = 21`` (not shipped: it changes what the
+    model reads, so it waits for a retraining; README, "Measured" (14))."""
+    from dataclasses import replace
+    from bot.core.triage import Triager
+    return Triager(replace(CONTENT, recent_days_max=21))
+
+
+@pytest.mark.parametrize("text", ["90 days off benzos today!!", "30 dias sin pastillas!!!", "day 45 off valium, feeling human",
+                                  "hace 60 dias sin clonazepam"])
+def test_a_recovery_milestone_is_not_the_first_days_without(bot, milestone_triager, text):
+    """A long count of days next to a days word is a milestone: withdrawal.days_without does not fire
+    (the shipped lexicon, without the setting, pages "90 days off benzos today", which three of four
+    probe writers sent as good news)."""
+    assert _days_without(bot.triager, text) and not _days_without(milestone_triager, text)
+
+
+@pytest.mark.parametrize("text", ["day 3 without diazepam", "llevo 21 dias sin valium y tiemblo", "2 days off my xanax",
+                                  "90 pills and 3 days without valium"])
+def test_the_first_weeks_without_still_read_as_days_without(milestone_triager, text):
+    """Only the count right beside the days word matters, and only past recent_days_at_most."""
+    assert _days_without(milestone_triager, text)

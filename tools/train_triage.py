@@ -56,7 +56,7 @@ from bot.core.content import load  # noqa: E402
 from modelfile import ngram_block, write  # noqa: E402
 from bot.core.corpus import (DATA_DIR, Example, read, read_dir, read_real_labels, real_examples,  # noqa: E402
                              real_texts)
-from bot.core.model import BINARY_HEADS, FORMAT, Scores, model_text  # noqa: E402
+from bot.core.model import BINARY_HEADS, FORMAT, NEVER, Scores, model_text  # noqa: E402
 from bot.core.states import CrisisKind, Tier, rank  # noqa: E402
 from bot.core.triage import PAGE_MIN_WORDS, Triager, combine, kept_at_review  # noqa: E402
 
@@ -81,6 +81,8 @@ PLAIN_SAMPLE = 4000
 RETIRED = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blind-g", "blind-h",
            "written-heldout-2", "written-heldout-3")
 LEARN_RETIRED = False
+# --sure: choose a "sure" threshold too (choose_sure); tried 2026-11-29, not shipped (README, "Measured" (15)).
+SURE = False
 RECHOOSE = False  # --rechoose: ignore the previous model's thresholds (thresholds_for)
 CHAR_RANGE = (2, 5)
 WORD_RANGE = (1, 2)
@@ -115,6 +117,8 @@ GRID = {
     # One word is too little for the model to overrule or lower a rule ("SUICDIE" must page) or to
     # escalate on its own; cross-validated, judging one-word texts too changed 1 crisis in 5,000.
     "min_words": [2],
+    # How sure the escalate head must be to page on its own (choose_sure).
+    "sure": [round(x, 3) for x in np.arange(0.90, 0.995, 0.01)],
 }
 # (C, class_weight, char max_features, word max_features, weight of real texts). C=2 and real-text
 # weight 6 lost to C=4, weight 3 in every cross-validation (2026-11-28); fitted to the optimum, C=8 beat
@@ -367,11 +371,12 @@ def tiers(view: RuleView, p: dict[str, np.ndarray], ph: dict[str, np.ndarray], w
     drop = ok & (ph["escalate"] < th["overrule"])
     eff[drop & ~view.negated] = 0
     eff[drop & view.negated] = 1
-    eff[ok & ~drop & (eff >= 2) & (ph["page"] < th["page"])] = 1
+    sure = th.get("sure", NEVER)
+    eff[ok & ~drop & (eff >= 2) & (ph["page"] < th["page"]) & (ph["escalate"] < sure)] = 1
     weak = np.zeros(len(words), dtype=int)
     np.maximum.at(weak, view.row, eff)
     rule = np.maximum(view.strong, weak)
-    model = np.where(p["page"] >= th["page"], np.where(p["emergency"] >= th["emergency"], 3, 2),
+    model = np.where((p["page"] >= th["page"]) | (p["escalate"] >= sure), np.where(p["emergency"] >= th["emergency"], 3, 2),
                      np.where(p["escalate"] >= th["escalate"], 1, 0))
     model[(model >= 2) & (words < PAGE_MIN_WORDS)] = 1
     model[~judged] = 0
@@ -394,6 +399,7 @@ def measure(final: np.ndarray, rows: list[Row]) -> dict[str, float]:
         "crisis_escalated": float((final[crisis] >= 1).mean()),
         "crisis_paged": float((final[crisis] >= 2).mean()),
         "review_escalated": float((final[tier == "review"] >= 1).mean()),
+        "review_paged": float((final[tier == "review"] >= 2).mean()),  # staff's cost, under no ceiling
     }
     for g in ("written", "forum", "sms"):
         sel = routine & _in_group(groups, g)
@@ -450,9 +456,53 @@ def thresholds_for(view: RuleView, runs: list[tuple[dict, dict]], words, rows,
     if previous is not None:
         m = pooled(view, runs, words, rows, previous)
         if within_a_text(m, rows):
-            return previous, m, "kept"
+            if not SURE or "sure" in previous:
+                return previous, m, "kept"
+            th, m = choose_sure(view, runs, words, rows, previous, m)
+            return th, m, "kept, sure chosen" if "sure" in th else "kept"
     th, m = choose_thresholds(view, runs, words, rows)
+    if SURE:
+        th, m = choose_sure(view, runs, words, rows, th, m)
     return th, m, "chosen"
+
+
+def choose_sure(view: RuleView, runs: list[tuple[dict, dict]], words, rows, th: dict, m: dict) -> tuple[dict, dict]:
+    """Add the ``sure`` threshold (page when the escalate head is all but certain a human is needed),
+    choosing it with the page threshold again, the escalate and overrule thresholds as they are.
+
+    Only with ``--sure``. On out-of-fold scores (2026-11-29, README "Measured" (15)) paging at
+    escalate >= 0.95 paged about as many more crises as lowering the page threshold from 0.77 to 0.70,
+    at half the false pages and none among the everyday SMS: texts that sure of needing a human are
+    rarely routine. A point is
+    feasible when every ceiling holds, or stays no worse than ``th``'s where ``th`` (kept within a
+    text) already exceeds it. Without a better point, ``th`` is returned unchanged (no ``sure``).
+    """
+    allowed = {key: max(ceiling, m[f"{key[0]}_routine_{key[1]}"]) for key, ceiling in CEILINGS.items()}
+
+    def fits(mm: dict) -> bool:
+        return all(mm[f"{g}_routine_{what}"] <= limit + 1e-12 for (g, what), limit in allowed.items())
+
+    best, best_m = th, m
+    best_key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"])
+
+    def consider(cand: dict) -> None:
+        nonlocal best, best_m, best_key
+        mm = pooled(view, runs, words, rows, cand)
+        key = (round(mm["crisis_paged"] + mm["crisis_escalated"], 4), mm["crisis_escalated"])
+        if fits(mm) and key > best_key:
+            best, best_m, best_key = cand, mm, key
+
+    pages = [x for x in GRID["page"] if x >= th["page"] - 0.1]
+    for sure in GRID["sure"]:
+        for page in pages:
+            consider({**th, "page": page, "sure": sure})
+    if "sure" in best:
+        coarse = best
+        for sure in _around(coarse["sure"], GRID["sure"]):
+            for page in _around(coarse["page"], GRID["page"]):
+                if sure < 1.0:
+                    consider({**coarse, "page": page, "sure": sure})
+    return best, best_m
 
 
 def pooled(view: RuleView, runs: list[tuple[dict, dict]], words, rows, th: dict) -> dict[str, float]:
@@ -599,7 +649,7 @@ def rethreshold(dump: str, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global SEED, TOL, LEARN_RETIRED, RECHOOSE
+    global SEED, TOL, LEARN_RETIRED, RECHOOSE, SURE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--data", default=str(DATA_DIR), help="folder with the real texts (../shared/data)")
@@ -621,12 +671,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="learn from the spent blind sets too (RETIRED), without counting them in the figures")
     ap.add_argument("--rechoose", action="store_true",
                     help="choose the thresholds anew even where the previous model's still hold (see thresholds_for)")
+    ap.add_argument("--sure", action="store_true",
+                    help="also choose a threshold at which the escalate head alone pages (see choose_sure)")
     ap.add_argument("--jobs", type=int, default=2, help="fit this many folds at once (the result is the same)")
     ap.add_argument("--seed", type=int, default=20261128,
                     help="another split into folds and plain sample: the shipped model uses the default; a "
                          "different seed shows how far a retrain moves the figures by chance")
     args = ap.parse_args(argv)
-    SEED, TOL, LEARN_RETIRED, RECHOOSE = args.seed, args.tol, args.retired, args.rechoose
+    SEED, TOL, LEARN_RETIRED, RECHOOSE, SURE = args.seed, args.tol, args.retired, args.rechoose, args.sure
     previous = None if RECHOOSE else previous_thresholds(Path(args.out))  # read before it is overwritten
     started = time.time()
     for spec in args.ceiling:

@@ -87,6 +87,9 @@ class Content:
     replace: dict[str, str]
     spelled: dict[str, tuple[str, ...]]
     number_min: int
+    # A count of days above this next to a DAYS word ("90 days off", "day 45") is a milestone, not
+    # the early-withdrawal window; None: every count reads as DAYS.
+    recent_days_max: int | None = None
     language_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     clinic_short_name: str = ""
     clinic_city: str = ""
@@ -215,6 +218,7 @@ def load(root: Path | str) -> Content:
         replace=dict(lex.get("replace", {})),
         spelled=_spelled(lex.get("spelled", {})),
         number_min=int(lex.get("numbers", {}).get("many_at_least", 5)),
+        recent_days_max=_optional_int(lex.get("numbers", {}).get("recent_days_at_most")),
         language_words={k: tuple(v) for k, v in lang_raw.items() if isinstance(v, list)},
         clinic_short_name=clinic.get("short_name") or clinic["name"], clinic_city=clinic.get("city", ""),
         chat=chat,
@@ -246,6 +250,10 @@ def _floor(path: Path, concepts: dict[str, tuple[str, ...]], learned: tuple[Rule
         if rule.idiomatic:
             raise ContentError(f"crisis/floor.toml: rule {rule.id} is idiomatic; a floor rule is a clear structure")
     return new, rules
+
+
+def _optional_int(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def _spelled(table: dict) -> dict[str, tuple[str, ...]]:

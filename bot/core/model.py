@@ -38,6 +38,8 @@ from typing import Iterable, Mapping
 from bot.core.normalize import MARKS
 
 FORMAT = 3  # 3: each feature block's numbers are one packed float64 array (2: a JSON list per n-gram)
+# A threshold no probability reaches: a model file without "sure" never pages on the escalate head.
+NEVER = 2.0
 BINARY_HEADS = ("escalate", "page", "emergency", "other")
 _CACHE_LIMIT = 50_000  # bounded: texters can invent endless words
 _CACHE_WORD_CHARS = 40
@@ -74,8 +76,14 @@ class Scores:
     words: int
 
     def tier(self, thresholds: Mapping[str, float]) -> str | None:
-        """The tier the model alone would give (None: routine)."""
-        if self.page >= thresholds["page"]:
+        """The tier the model alone would give (None: routine).
+
+        It pages when the page head reaches ``page``, or when it is all but certain that a human is
+        needed at all (the escalate head at ``sure``, when the model has one): such texts are rarely
+        routine, and the page head, which must tell crisis from same-day review, is often unsure of
+        them ("i dont see myself making it to 30 and i dont really want to").
+        """
+        if self.page >= thresholds["page"] or self.escalate >= thresholds.get("sure", NEVER):
             return "emergency" if self.emergency >= thresholds["emergency"] else "urgent"
         if self.escalate >= thresholds["escalate"]:
             return "review"

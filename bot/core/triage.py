@@ -23,7 +23,8 @@ Two nets, read together:
 How they combine (:func:`combine`, also used by the trainer to choose the thresholds):
 
 - The model may raise: a text of at least ``min_words`` words gets the model's tier when that is
-  higher than the rules' (page at ``page``, emergency at ``emergency``, review at ``escalate``).
+  higher than the rules' (page at ``page``, or when the escalate head reaches ``sure``; emergency
+  at ``emergency``; review at ``escalate``).
 - The model may overrule a rule only where the rule's evidence is weak: a match through a typo
   correction, a rule marked ``idiomatic`` (its words are often figurative or general questions),
   or a hit inside a long text (a post or a story, judged by the sentence it lies in). Such a hit
@@ -47,7 +48,7 @@ from typing import Callable, Iterable
 from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
 from bot.core.phrases import Found, PhraseIndex, load_real_words
-from bot.core.model import Scores, TriageModel
+from bot.core.model import NEVER, Scores, TriageModel
 from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, rank
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ MODEL = "model.triage"
 
 # Context concepts the engine itself reads (defined as lists in lexicon.toml).
 NEG, HISTORY, NOW, BREAK, OTHER, UNIT = "NEG", "HISTORY", "NOW", "BREAK", "OTHER", "UNIT"
+DAYS = "DAYS"  # the lexicon's days-since words; see Triager._drop_milestones
 NEG_WINDOW = 3
 HISTORY_WINDOW = 6
 # A text longer than this is a post or a story, not a text message: a crisis phrase inside it is
@@ -176,6 +178,7 @@ class Triager:
         self._idioms_needing = {label: [(rule, *_needs(rule)) for rule in rules]
                                 for label, rules in self._idioms_by_anchor.items()}
         self.number_min = content.number_min
+        self.recent_days_max = content.recent_days_max
         self.floor_concepts = content.floor_concepts
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
 
@@ -209,9 +212,23 @@ class Triager:
                     occ.setdefault(HISTORY, []).append((i - 1, i + 1))
             elif self.number_min <= value <= 10_000 and (i + 1) not in units:
                 occ.setdefault("MANY", []).append((i, i + 1))
+        if self.recent_days_max is not None and DAYS in occ and any(map(str.isdigit, tokens)):
+            self._drop_milestones(tokens, occ)
         for spans in occ.values():
             spans.sort()
         return occ
+
+    def _drop_milestones(self, tokens: list[str], occ: dict[str, list[tuple[int, int]]]) -> None:
+        """A DAYS word right next to a count past the early-withdrawal window ("90 days off benzos
+        today", "dia 45 sin valium", "hace 60 dias") is a recovery milestone or old history, not the
+        first days without: it no longer fills DAYS."""
+        def big(i: int) -> bool:
+            return 0 <= i < len(tokens) and tokens[i].isdigit() and int(tokens[i]) > self.recent_days_max
+        kept = [(s, e) for s, e in occ[DAYS] if not (big(s - 1) or big(e))]
+        if kept:
+            occ[DAYS] = kept
+        else:
+            del occ[DAYS]
 
     def _match(self, rule: Rule, occ: dict[str, list[tuple[int, int]]],
                n_words: int) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]] | None:
@@ -504,7 +521,7 @@ def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float]
                     overruled.append(hit)
                     continue
                 hit = replace(hit, severity=Tier.REVIEW)
-            if pages(hit.severity) and view.page < thresholds["page"]:
+            if pages(hit.severity) and view.page < thresholds["page"] and view.escalate < thresholds.get("sure", NEVER):
                 hit = replace(hit, severity=Tier.REVIEW, lowered_by="model")
         kept.append(hit)
     kept.sort(key=_strength)
