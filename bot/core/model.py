@@ -238,10 +238,11 @@ class _Block:
 
     Every text needs the norm and the escalate head: they stay packed in one complex number per
     feature (real: the escalate pull, imaginary: the norm share), so one C-level sum serves both.
-    The other heads, summed only for texts that may escalate, are one float64 matrix (a row per
-    feature, a column per head; 8 bytes a number instead of 40 for a list slot and a boxed complex):
-    the rows present are gathered and accumulated in one numpy call for every head at once, where a
-    Python sum per head cost three times the whole escalate sum.
+    Texts that may escalate need every head: for them the same numbers, and the other heads' pulls,
+    are one float64 matrix (a row per feature: the norm share, then each head's pull; 8 bytes a
+    number instead of 40 for a list slot and a boxed complex), whose rows present are gathered and
+    accumulated in one numpy call for every head at once, where a Python sum per head cost three
+    times the whole escalate sum.
 
     Each sum adds the same doubles in the same order as a Python ``sum`` over the feature set would:
     ``np.add.accumulate`` is sequential by definition (``out[i] = out[i-1] + row[i]``, no pairwise
@@ -262,24 +263,27 @@ class _Block:
             return array("d", [w * d for w, d in zip(values[1 + h::width], idf)])
 
         self.first = [complex(p, d * d) for p, d in zip(pull(0), idf)]
-        # Heads 1.. as columns, one C-contiguous row per feature (what take(axis=0) copies fastest).
-        rest = np.empty((len(grams), n_heads - 1), dtype=np.float64)
+        # One C-contiguous row per feature (what take(axis=0) copies fastest): the norm share and
+        # the escalate pull (the very doubles packed in ``first``), then the other heads' pulls.
+        rows = np.empty((len(grams), 1 + n_heads), dtype=np.float64)
+        rows[:, 0] = [c.imag for c in self.first]
+        rows[:, 1] = [c.real for c in self.first]
         for h in range(1, n_heads):
-            rest[:, h - 1] = np.frombuffer(pull(h), dtype=np.float64)
-        self.rest = rest
+            rows[:, 1 + h] = np.frombuffer(pull(h), dtype=np.float64)
+        self.rows = rows
 
     def sums(self, feats: frozenset[int] | set[int], heads: int) -> tuple[float, list[float]]:
         """(norm, pull sums of the first ``heads`` heads) over the features present."""
         if not feats:
             return 0.0, []
-        first = sum(map(self.first.__getitem__, feats))
         if heads == 1:
+            first = sum(map(self.first.__getitem__, feats))
             return math.sqrt(first.imag), [first.real]
-        # Every other head in one pass (summing all of them costs about what summing one does);
-        # accumulate's last row holds the sequential sums, in the set's order (see the class doc).
-        rows = self.rest.take(np.fromiter(feats, dtype=np.intp, count=len(feats)), axis=0)
-        rest = np.add.accumulate(rows, axis=0)[-1, :heads - 1].tolist()
-        return math.sqrt(first.imag), [first.real, *rest]
+        # Every head in one pass (summing all of them costs about what summing one does): the
+        # accumulation's last row holds the sequential sums, in the set's order (see the class doc).
+        rows = self.rows.take(np.fromiter(feats, dtype=np.intp, count=len(feats)), axis=0)
+        total = np.add.accumulate(rows, axis=0)[-1, :heads + 1].tolist()
+        return math.sqrt(total[0]), total[1:]
 
 
 class TriageModel:
