@@ -21,7 +21,8 @@ class LanguageDetector:
         # Counting with map over the set's membership test (True counts 1): no Python-level loop.
         en = sum(map(self._markers["en"].__contains__, toks))
         es = sum(map(self._markers["es"].__contains__, toks))
-        if not _SPANISH_MARKS.isdisjoint((text or "").lower()):
+        # The marks are all non-ASCII: an ASCII text (most) has none, and is not scanned for them.
+        if not (text or "").isascii() and not _SPANISH_MARKS.isdisjoint(text.lower()):
             es += 1
         if es > en:
             return "es"

@@ -37,6 +37,7 @@ class Found(NamedTuple):
 
 
 _NOTHING: tuple[frozenset[str], bool] = (frozenset(), False)
+_NO_ENTRY: tuple[frozenset[str], bool, tuple] = (frozenset(), False, ())  # a sentence mark: no word
 
 
 @lru_cache(maxsize=2)
@@ -117,7 +118,6 @@ class PhraseIndex:
                 children = node[1]
         self.vocab = frozenset(vocab)
         self._trie: dict[str, tuple[tuple[str, ...], dict | None]] = _frozen(trie)
-        self._roots = frozenset(self._trie)  # the words a phrase may start with
         self._squeezed: dict[str, set[str]] = {}
         fuzzy: dict[str, set[str]] = {}
         for word in vocab:
@@ -127,14 +127,22 @@ class PhraseIndex:
         # Read-only from here: a tuple keeps each set's order (the same corrections in the same
         # order) at a quarter of a set's size; there is one per delete key, tens of thousands.
         self._fuzzy: dict[str, tuple[str, ...]] = {d: tuple(words) for d, words in fuzzy.items()}
-        self._cache: dict[str, tuple[frozenset[str], bool]] = {}
+        # Per token: what resolve() says, and the trie nodes of those words that start a phrase
+        # (see _entry). Read inline by matches().
+        self._cache: dict[str, tuple[frozenset[str], bool, tuple]] = {}
 
     def resolve(self, token: str) -> tuple[frozenset[str], bool]:
         """Vocabulary words this token may stand for (empty if none), and whether by typo correction."""
-        hit = self._cache.get(token)
-        if hit is not None:
-            return hit
-        out = self._resolve(token)
+        words, fuzzy, _ = self._cache.get(token) or self._entry(token)
+        return words, fuzzy
+
+    def _entry(self, token: str) -> tuple[frozenset[str], bool, tuple]:
+        """The cached reading of a token: :meth:`resolve`'s answer, and for each of its words that
+        starts a phrase (in the order the words iterate), that word's trie node. Most tokens start
+        nothing, and matches() skips them on an empty tuple without looking anything up."""
+        words, fuzzy = self._resolve(token)
+        trie = self._trie
+        out = (words, fuzzy, tuple(trie[w] for w in words if w in trie))
         if len(self._cache) > 50_000:  # bounded: texters can invent endless tokens
             self._cache.clear()
         self._cache[token] = out
@@ -181,22 +189,27 @@ class PhraseIndex:
         tuples: the matchers' hot path, where building a named tuple per hit shows."""
         # The per-token cache is read inline (a method call per token costs more than the lookup).
         cached = self._cache.get
-        resolve = self.resolve
-        resolved = [_NOTHING if t in MARKS else (cached(t) or resolve(t)) for t in tokens]
+        entry = self._entry
+        resolved = [_NO_ENTRY if t in MARKS else (cached(t) or entry(t)) for t in tokens]
         found: list[tuple[str, int, int, bool]] = []
         append = found.append
         n = len(tokens)
-        trie = self._trie
-        roots = self._roots
         for i in range(n):
-            words_i = resolved[i][0]
-            # Most resolved words never start a phrase: skip them before setting up a walk.
-            if not words_i or roots.isdisjoint(words_i):
+            _, fuzzy, starts = resolved[i]
+            # Most resolved words never start a phrase: their token has no trie node to start from.
+            if not starts:
                 continue
-            stack = [(trie, i, False)]
+            # The walk's first step, from the token's cached nodes (what trie.get of each of its
+            # words would give, in the same order), then deeper by the words that follow.
+            stack = []
+            for labels, kids in starts:
+                for label in labels:
+                    append((label, i, i + 1, fuzzy))
+                if kids and i + 1 < n:
+                    stack.append((kids, i + 1, fuzzy))
             while stack:
                 children, j, fuzzy = stack.pop()
-                words_j, fuzzy_j = resolved[j]
+                words_j, fuzzy_j, _ = resolved[j]
                 fuzzy = fuzzy or fuzzy_j
                 for word in words_j:
                     node = children.get(word)

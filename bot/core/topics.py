@@ -142,14 +142,22 @@ class TopicMatcher:
         """The topic that answers the message, in ``language`` (None: send the menu)."""
         if tokens is None:
             tokens = self._index[language].tokens(text)
-        tid = self.keyword_match(text, language, tokens)
         if self.model is not None and len(model_words(tokens)) >= MODEL_MIN_WORDS:
             guess, p, asks = self.model.predict(tokens)
             th = self.model.thresholds
+            # The keywords are read only when the model leaves the choice to them: most texts are
+            # statements or confident questions, and matching both languages' keywords costs a
+            # good part of what the model does.
             if asks < th["asks"]:
                 tid = None  # chatter or a statement: the menu, and the unmatched list, not a stray excerpt
-            elif p >= th["confident"] or (tid is None and p >= th["fallback"]):
+            elif p >= th["confident"]:
                 tid = guess
+            else:
+                tid = self.keyword_match(text, language, tokens)
+                if tid is None and p >= th["fallback"]:
+                    tid = guess
+        else:
+            tid = self.keyword_match(text, language, tokens)
         if tid is None:
             return None
         for lang in (language, "en"):

@@ -249,7 +249,8 @@ class Triager:
         if not starts:
             return None
         chosen = starts
-        span = (min(s for s, _ in chosen), max(e for _, e in chosen))
+        # One slot (most rules): its span is the rule's; else from the first start to the last end.
+        span = chosen[0] if len(chosen) == 1 else (min(s for s, _ in chosen), max(e for _, e in chosen))
         if rule.whole:
             covered = {i for spans in slot_spans for s, e in spans for i in range(s, e)}
             if len(covered) < n_words:
@@ -349,8 +350,9 @@ class Triager:
             for idiom, single, several in idioms_needing.get(label, ()):
                 # Every slot needs a label in the text: a cheap set test before _match, which would
                 # return None exactly when it fails (each label in occ has a span). Most candidates
-                # stop here; it is written out inline because a call per candidate shows.
-                if not (single <= present and (several is None or all(not present.isdisjoint(s) for s in several))):
+                # stop here; it is written out inline because a call per candidate shows (and
+                # "no slot's labels all absent" as any(map(...)): no generator frame per candidate).
+                if not (single <= present and (several is None or not any(map(present.isdisjoint, several)))):
                     continue
                 found = self._match(idiom, occ, n_words)
                 if found:
@@ -362,7 +364,7 @@ class Triager:
         for label in labels:
             for rule, single, several in rules_needing.get(label, ()):
                 if rule.id in seen or not (
-                        single <= present and (several is None or all(not present.isdisjoint(s) for s in several))):
+                        single <= present and (several is None or not any(map(present.isdisjoint, several)))):
                     continue
                 found = self._match(rule, occ, n_words)
                 if not found:
@@ -372,7 +374,8 @@ class Triager:
                     continue
                 seen.add(rule.id)
                 severity, lowered, other = self._context(rule, span, starts, occ, tokens, clauses)
-                weak = rule.idiomatic or any(i in fuzzy for s_, e_ in starts for i in range(s_, e_))
+                # (fuzzy is empty unless a typo was corrected somewhere: then there is nothing to look for)
+                weak = rule.idiomatic or (bool(fuzzy) and any(i in fuzzy for s_, e_ in starts for i in range(s_, e_)))
                 clear = not weak
                 window: tuple[str, ...] = ()
                 if n_words > LONG_TEXT:
