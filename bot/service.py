@@ -273,7 +273,7 @@ class Helpline:
         sender's row or an open escalation created meanwhile by another process makes an insert fail on
         a unique key: ``handle`` retries.
         """
-        with self.db.write_lock, self.db.session() as s:
+        with self.db.write_lock, self.db.unit() as s:
             try:
                 found = writes.run(s.connection(), writes.LOOKUP, {"sid": msg.message_id, "address": msg.sender})
             except DBAPIError as exc:
@@ -526,7 +526,7 @@ class Helpline:
             if people:
                 columns["first_paged_at"] = columns["last_paged_at"] = page_at
         columns = {k: v for k, v in columns.items() if v is not None}  # an unset column takes its default
-        return Escalation(**columns), columns, people
+        return _NewEscalation(columns), columns, people
 
     def _page_body(self, escalation: Escalation, contact: "_Texter", page_at: datetime) -> str:
         """The text of a new escalation's first round of pages."""
@@ -562,6 +562,23 @@ class Helpline:
         reply = s.scalar(select(Message.body).where(Message.reply_to_id == seen_id))
         logger.info("duplicate delivery %s ignored", sid)
         return Outcome(reply, None, stored=True, duplicate=True, escalation_id=escalation_id)
+
+
+_ESCALATION_UNSET = {column.key: None for column in Escalation.__table__.columns}
+
+
+class _NewEscalation:
+    """A new escalation's row as its INSERT sets it, read by the page text, the reply and the log: a plain
+    object, where an ORM ``Escalation`` built for them (never added to a session) cost an instrumented
+    instance's state and an attribute event per column for each new crisis."""
+
+    def __init__(self, columns: dict):
+        self.__dict__.update(_ESCALATION_UNSET)
+        self.__dict__.update(columns)
+
+    @property
+    def spec(self):
+        return channel_spec(self.channel)
 
 
 @dataclass(frozen=True)

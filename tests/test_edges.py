@@ -79,6 +79,18 @@ def test_log_lines_escape_newlines_whatever_a_value_carries(tmp_path):
     assert out.count("\n") == 1 and "CRITICAL forged" in out and "\\n2026" in out and "\\x1b" in out
 
 
+def test_the_shipped_log_setup_leaves_gunicorns_log_format_working(tmp_path):
+    # logs.setup() skips the caller lookup for every record; gunicorn's own handler prints process ids (a
+    # record without one failed to format), and any handler may print the thread's.
+    code = ("import logging, os; from bot import logs; logs.setup(); h = logging.StreamHandler(); "
+            "h.setFormatter(logging.Formatter('[%(process)d] [%(thread)d %(threadName)s] %(message)s')); "
+            "g = logging.getLogger('gunicorn.error'); g.propagate = False; g.addHandler(h); "
+            "g.warning('Worker exiting (pid: %s)', os.getpid()); logging.getLogger('bot').warning('ours')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "Logging error" not in proc.stderr and "MainThread] Worker exiting" in proc.stderr
+    assert " WARNING bot: ours" in proc.stderr
+
+
 # --- text a database cannot store ---------------------------------------------------------------
 
 def test_a_nul_byte_in_a_text_is_cleaned_at_the_webhook(sms, db):

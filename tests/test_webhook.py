@@ -114,18 +114,27 @@ def test_twiml_is_written_as_twilios_own_builder_writes_it(bot):
 
 
 def test_the_signature_is_computed_over_the_form_as_twilio_computes_it(sms):
-    """``signature_matches`` hands Twilio's validator the form through a small adapter (``getall``): the
-    signature must be the one Twilio computes over the form itself (a mismatch would fall back to the
-    slower ``validate`` and go unnoticed)."""
+    """``signature_matches`` computes Twilio's signature itself (one join, one-shot HMAC): it must be the one
+    Twilio's validator computes over the same form, repeated and multi-valued fields included (a mismatch
+    would fall back to the slower ``validate`` and go unnoticed)."""
+    import random
+
     from twilio.request_validator import RequestValidator
     from werkzeug.datastructures import MultiDict
 
-    from bot.web.twilio_adapter import _Fields
+    from bot.web.twilio_adapter import compute_signature
 
     validator = RequestValidator(TOKEN)
-    form = MultiDict(list(sms.params(ROUTINE).items()) + [("MediaUrl0", "https://b"), ("MediaUrl0", "https://a")])
-    url = "https://example.org/sms"
-    assert validator.compute_signature(url, _Fields(form)) == validator.compute_signature(url, form)
+    url = "https://example.org/sms?x=1"
+    forms = [MultiDict(list(sms.params(ROUTINE).items()) + [("MediaUrl0", "https://b"), ("MediaUrl0", "https://a"),
+                                                           ("MediaUrl0", "https://b")]),
+             MultiDict(sms.params("¿dónde están? 💬 &=+%")), MultiDict()]
+    rng = random.Random(3)
+    for _ in range(200):
+        forms.append(MultiDict([(rng.choice("ABab_"), "".join(rng.choice("xyZ é&=") for _ in range(rng.randint(0, 4))))
+                                for _ in range(rng.randint(0, 8))]))
+    for form in forms:
+        assert compute_signature(validator.token, url, form) == validator.compute_signature(url, form)
 
 
 def test_a_request_without_a_signature_is_refused_and_nothing_is_stored(sms, db):

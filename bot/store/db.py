@@ -296,6 +296,44 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+class Unit:
+    """One transaction on a Core connection (``Database.unit``), used where a ``Session`` was: ``connection()``
+    is the connection itself, and anything else is asked of an ORM session made at first use and bound to it
+    (it joins the transaction, whose commit stays :meth:`commit`'s).
+
+    Measured on the webhook: the session's own machinery (its transaction's state changes, connection
+    lookups, the flush check and detach at commit) for texts that never touch an ORM object."""
+
+    __slots__ = ("_conn", "_transaction", "_session")
+
+    def __init__(self, conn, transaction):
+        self._conn = conn
+        self._transaction = transaction
+        self._session: Session | None = None
+
+    def connection(self):
+        return self._conn
+
+    @property
+    def orm(self) -> Session:
+        if self._session is None:
+            self._session = Session(bind=self._conn, expire_on_commit=False)
+        return self._session
+
+    def __getattr__(self, name: str):
+        return getattr(self.orm, name)
+
+    def commit(self) -> None:
+        """Flush the ORM session's changes, if one was made, and commit the transaction."""
+        if self._session is not None:
+            self._session.commit()  # a flush: the transaction it joined is not its to commit
+        self._transaction.commit()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
 class Database:
     """An engine and a session factory for one database URL, with bounded waits."""
 
@@ -351,6 +389,27 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits on success and rolls back on error."""
+        with self._bounded():
+            with self.sessions() as s:
+                with s.begin():
+                    yield s
+
+    @contextmanager
+    def unit(self) -> Iterator["Unit"]:
+        """A :meth:`session` for the webhook's write path: its transaction on a Core connection, the ORM session
+        made only when a caller asks for more than :meth:`Unit.connection` (most texts never do)."""
+        with self._bounded():
+            with self.engine.connect() as conn:
+                with conn.begin() as transaction:
+                    unit = Unit(conn, transaction)
+                    try:
+                        yield unit
+                    finally:
+                        unit.close()
+
+    @contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """A unit of work under the deadline and the breaker, which it tells how the database answered."""
         left = self.remaining()
         if left is not None and left <= 0:
             raise DeadlineExceeded()
@@ -360,9 +419,7 @@ class Database:
         previous = self.push_deadline(self.session_seconds) if bounded else None
         started = time.monotonic()
         try:
-            with self.sessions() as s:
-                with s.begin():
-                    yield s
+            yield
         except BaseException as exc:
             if is_outage(exc):
                 self.breaker.failed(time.monotonic() - started, isinstance(exc, DeadlineExceeded) or
