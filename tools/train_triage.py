@@ -376,7 +376,8 @@ def tiers(view: RuleView, p: dict[str, np.ndarray], ph: dict[str, np.ndarray], w
     weak = np.zeros(len(words), dtype=int)
     np.maximum.at(weak, view.row, eff)
     rule = np.maximum(view.strong, weak)
-    model = np.where((p["page"] >= th["page"]) | (p["escalate"] >= sure), np.where(p["emergency"] >= th["emergency"], 3, 2),
+    paged = (p["page"] >= th["page"]) | (p["escalate"] >= sure)
+    model = np.where(paged, np.where(p["emergency"] >= th["emergency"], 3, 2),
                      np.where(p["escalate"] >= th["escalate"], 1, 0))
     model[(model >= 2) & (words < PAGE_MIN_WORDS)] = 1
     model[~judged] = 0
@@ -473,22 +474,21 @@ def choose_sure(view: RuleView, runs: list[tuple[dict, dict]], words, rows, th: 
     Only with ``--sure``. On out-of-fold scores (2026-11-29, README "Measured" (15)) paging at
     escalate >= 0.95 paged about as many more crises as lowering the page threshold from 0.77 to 0.70,
     at half the false pages and none among the everyday SMS: texts that sure of needing a human are
-    rarely routine. A point is
-    feasible when every ceiling holds, or stays no worse than ``th``'s where ``th`` (kept within a
-    text) already exceeds it. Without a better point, ``th`` is returned unchanged (no ``sure``).
+    rarely routine. A point is feasible when every ceiling holds, or stays no worse than ``th``'s where
+    ``th`` (kept within a text) already exceeds it. Without a better point, ``th`` is returned
+    unchanged (no ``sure``).
     """
     allowed = {key: max(ceiling, m[f"{key[0]}_routine_{key[1]}"]) for key, ceiling in CEILINGS.items()}
 
     def fits(mm: dict) -> bool:
         return all(mm[f"{g}_routine_{what}"] <= limit + 1e-12 for (g, what), limit in allowed.items())
 
-    best, best_m = th, m
-    best_key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"])
+    best, best_m, best_key = th, m, _gain(m)
 
     def consider(cand: dict) -> None:
         nonlocal best, best_m, best_key
         mm = pooled(view, runs, words, rows, cand)
-        key = (round(mm["crisis_paged"] + mm["crisis_escalated"], 4), mm["crisis_escalated"])
+        key = _gain(mm)
         if fits(mm) and key > best_key:
             best, best_m, best_key = cand, mm, key
 
@@ -503,6 +503,11 @@ def choose_sure(view: RuleView, runs: list[tuple[dict, dict]], words, rows, th: 
                 if sure < 1.0:
                     consider({**coarse, "page": page, "sure": sure})
     return best, best_m
+
+
+def _gain(m: dict[str, float]) -> tuple[float, float]:
+    """What a threshold choice maximises: crises paged plus escalated, then escalated."""
+    return round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"]
 
 
 def pooled(view: RuleView, runs: list[tuple[dict, dict]], words, rows, th: dict) -> dict[str, float]:
@@ -538,7 +543,7 @@ def choose_thresholds(view: RuleView, runs: list[tuple[dict, dict]], words, rows
         m = pooled(view, runs, words, rows, th)
         if not feasible(m):
             return
-        key = (round(m["crisis_paged"] + m["crisis_escalated"], 4), m["crisis_escalated"], -th["min_words"])
+        key = (*_gain(m), -th["min_words"])
         if best_key is None or key > best_key:
             best, best_key = th, key
 
