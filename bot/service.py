@@ -576,9 +576,7 @@ class _NewEscalation:
         self.__dict__.update(_ESCALATION_UNSET)
         self.__dict__.update(columns)
 
-    @property
-    def spec(self):
-        return channel_spec(self.channel)
+    spec = Escalation.spec  # channel_spec(self.channel), as the ORM row has it
 
 
 @dataclass(frozen=True)
