@@ -78,6 +78,10 @@ class Scores:
     kind_p: float
     words: int
 
+    def supports_page(self, thresholds: Mapping[str, float]) -> bool:
+        """Whether the model pages (see :meth:`tier`); a weak rule hit keeps its page only then."""
+        return self.page >= thresholds["page"] or self.escalate >= thresholds.get("sure", NEVER)
+
     def tier(self, thresholds: Mapping[str, float]) -> str | None:
         """The tier the model alone would give (None: routine).
 
@@ -86,7 +90,7 @@ class Scores:
         routine, and the page head, which must tell crisis from same-day review, is often unsure of
         them ("i dont see myself making it to 30 and i dont really want to").
         """
-        if self.page >= thresholds["page"] or self.escalate >= thresholds.get("sure", NEVER):
+        if self.supports_page(thresholds):
             return "emergency" if self.emergency >= thresholds["emergency"] else "urgent"
         if self.escalate >= thresholds["escalate"]:
             return "review"

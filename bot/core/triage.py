@@ -48,7 +48,7 @@ from typing import Callable, Iterable
 from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
 from bot.core.phrases import Found, PhraseIndex, load_real_words
-from bot.core.model import NEVER, Scores, TriageModel
+from bot.core.model import Scores, TriageModel
 from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, rank
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,8 @@ class Triager:
                 fuzzy.update(i for i in range(start, end) if self.index.resolve(tokens[i])[1])
         units = {s for s, _ in occ.get(UNIT, ())}
         # Only digit tokens matter below; most texts have none, so skip the scan then.
-        for i, tok in (enumerate(tokens) if any(map(str.isdigit, tokens)) else ()):
+        digits = any(map(str.isdigit, tokens))
+        for i, tok in (enumerate(tokens) if digits else ()):
             if not tok.isdigit():
                 continue
             value = int(tok)
@@ -212,7 +213,7 @@ class Triager:
                     occ.setdefault(HISTORY, []).append((i - 1, i + 1))
             elif self.number_min <= value <= 10_000 and (i + 1) not in units:
                 occ.setdefault("MANY", []).append((i, i + 1))
-        if self.recent_days_max is not None and DAYS in occ and any(map(str.isdigit, tokens)):
+        if digits and self.recent_days_max is not None and DAYS in occ:
             self._drop_milestones(tokens, occ)
         for spans in occ.values():
             spans.sort()
@@ -524,7 +525,7 @@ def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float]
                     overruled.append(hit)
                     continue
                 hit = replace(hit, severity=Tier.REVIEW)
-            if pages(hit.severity) and view.page < thresholds["page"] and view.escalate < thresholds.get("sure", NEVER):
+            if pages(hit.severity) and not view.supports_page(thresholds):
                 hit = replace(hit, severity=Tier.REVIEW, lowered_by="model")
         kept.append(hit)
     kept.sort(key=_strength)
