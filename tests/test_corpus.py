@@ -153,13 +153,18 @@ BLIND_FLOORS = {
 #   escalated (7.1%), 22 paged (3.0%).
 # The model shipped 2026-11-29 (README): written-heldout 689, 608, 140 (9.6%), 58; written-heldout-2 690, 648,
 # 102, 22; written-heldout-3 410, 366 (84.1%), 54, 23. Floors moved to it where it read worse.
+# - probe-2: 515 lines by two more writers (2026-11-29, the session after: English and Spanish, 150 crises and 80
+#   look-alikes each, crises made hard: buried after a question, calm, formal, typos), never trained on. First
+#   look, shipped model: 270/300 crises escalated (90.0%), 246 paged (82.0%), 13/160 routine escalated (8.1%),
+#   7 paged (4.4%).
 WRITTEN_HELDOUT_FLOORS = {
+    "probe-2": {"crisis_escalated": 0.90, "crisis_paged": 0.82, "routine_escalated_max": 0.085},
     "written-heldout": {"crisis_escalated": 0.905, "crisis_paged": 0.79, "routine_escalated_max": 0.10},
     "written-heldout-2": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.12},
     "written-heldout-3": {"crisis_escalated": 0.935, "crisis_paged": 0.84, "routine_escalated_max": 0.075},
 }
 FLOORS = {**BLIND_FLOORS, **WRITTEN_HELDOUT_FLOORS}
-MIN_LINES = {"written-heldout": 2400, "written-heldout-2": 1700, "written-heldout-3": 1200}  # the blind sets: 400 each
+MIN_LINES = {"written-heldout": 2400, "written-heldout-2": 1700, "written-heldout-3": 1200, "probe-2": 500}  # the blind sets: 400 each
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))

@@ -23,8 +23,8 @@ REPLIES = REPO / "replies"
 CORPUS = REPO / "tests" / "corpus"
 LABELS = REPO / "tests" / "labels" / "real.tsv"
 # Every labelled set that is not blind (blind sets are read only for their totals); "probe" holds the texts
-# the floor rules of 2026-11-29 were found on.
-OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3", "probe")
+# the floor rules of 2026-11-29 were found on; "probe-2" and "written-more" were written the session after.
+OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3", "probe", "probe-2", "written-more")
 TEXT_SETS = ("dev", "dev2", "heldout")
 
 

@@ -35,7 +35,7 @@ from bot.core.engine import get_bot
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 BLIND = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blind-g", "blind-h", "blind-i", "blind-j",
          "blind-k", "blind-l", "blind-m", "blind-n", "blind-o")
-HELD_OUT = ("written-heldout", "written-heldout-2", "written-heldout-3")
+HELD_OUT = ("written-heldout", "written-heldout-2", "written-heldout-3", "probe-2")
 
 
 def _share(k: int, n: int) -> str:
