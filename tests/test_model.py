@@ -363,6 +363,24 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
     tt.check_against_engine(view, hits, p, windows[0], words, forced, final)
 
 
+def test_measure_reads_each_list_of_rows_as_it_is():
+    """train_triage.measure keeps the last list's labels (the chooser measures one list ~50,000 times):
+    another list, even one measured before, is read afresh."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(REPO / "tools"))
+    import train_triage as tt
+
+    def rows(*tiers):
+        return [tt.Row("", "", "", t, None, None, "written") for t in tiers]
+
+    final = np.array([2, 0])
+    a, b = rows("urgent", "routine"), rows("routine", "urgent")
+    for _ in range(2):
+        assert tt.measure(final, a)["crisis_paged"] == 1.0 and tt.measure(final, a)["written_routine_paged"] == 0.0
+        assert tt.measure(final, b)["crisis_paged"] == 0.0 and tt.measure(final, b)["written_routine_paged"] == 1.0
+
+
 def test_retired_sets_are_learned_from_but_never_counted_in_the_figures_thresholds_are_chosen_on(monkeypatch):
     """``train_triage.py --retired``: the spent blind sets join the training rows, not the ceilings."""
     np = pytest.importorskip("numpy")

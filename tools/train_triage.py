@@ -79,7 +79,7 @@ PLAIN_SAMPLE = 4000
 # their population; the emergency threshold, which only tells emergency from urgent, uses them).
 # Tried 2026-11-29 and not shipped (README, "Measured"); off, the shipped model's training.
 RETIRED = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blind-g", "blind-h",
-           "written-heldout-2", "written-heldout-3")
+           "blind-i", "blind-j", "blind-k", "written-heldout-2", "written-heldout-3", "probe", "written-more")
 LEARN_RETIRED = False
 # --sure: choose a "sure" threshold too (choose_sure); tried 2026-11-29, not shipped (README, "Measured" (15)).
 SURE = False
@@ -389,11 +389,21 @@ def _in_group(groups: np.ndarray, g: str) -> np.ndarray:
     return np.isin(groups, ("written", "corpus", "rules")) if g == "written" else groups == g
 
 
+_LABELS: list = []  # (rows, groups, tiers) of the last rows measured: the chooser measures one list ~50,000 times
+
+
+def _labels(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's group, and its tier as the figures count it ("" for a retired row), read once per list."""
+    if not _LABELS or _LABELS[0] is not rows:
+        groups = np.array([r.group for r in rows])
+        _LABELS[:] = [rows, groups, np.where(groups == "retired", "", np.array([r.tier for r in rows]))]
+    return _LABELS[1], _LABELS[2]
+
+
 def measure(final: np.ndarray, rows: list[Row]) -> dict[str, float]:
     """The figures the thresholds are chosen on. Retired blind sets and plain comments are learned
     from but not counted: the ceilings keep the population they were set on."""
-    groups = np.array([r.group for r in rows])
-    tier = np.where(groups == "retired", "", np.array([r.tier for r in rows]))
+    groups, tier = _labels(rows)
     crisis = np.isin(tier, ("emergency", "urgent"))
     routine = tier == "routine"
     out = {
@@ -669,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"the solver's tolerance (see TOL; {CONVERGED_TOL:g} fits each head to its optimum)")
     ap.add_argument("--c", type=float, action="append", metavar="C",
                     help="only this regularisation setting (repeatable) instead of the grid's")
+    ap.add_argument("--real-weight", type=float, metavar="W",
+                    help="weight of each real text (forum, SMS, plain comments) in the fit, instead of HYPER's")
     ap.add_argument("--repeats", type=int, default=REPEATS, metavar="N",
                     help="cross-validate on N fold splits (seeds SEED, SEED+1, ...) and choose the thresholds on "
                          "their figures averaged (see choose_thresholds)")
@@ -691,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         group, what = key.split(":")
         CEILINGS[(group, what)] = float(rate)
     hypers = [(c, *HYPER[0][1:]) for c in args.c] if args.c else HYPER  # the grid differs only in C
+    if args.real_weight is not None:
+        hypers = [(*h[:4], args.real_weight) for h in hypers]
     if args.thresholds_from:
         return rethreshold(args.thresholds_from, Path(args.out))
     content = load(ROOT / "replies")
