@@ -268,8 +268,8 @@ class Helpline:
         held database lock ties up one pooled connection per process, not the pool). The reads and
         the decision come before the first write, so they keep no other process waiting: on SQLite
         the transaction begins at the first write (pysqlite), and the cross-process writer lock is
-        taken for the write phase only. The writes are Core statements where the ORM gave nothing (on
-        SQLite run straight on the cursor, ``writes.run``), and commit before that lock is released. A
+        taken for the write phase only. The writes are Core statements where the ORM gave nothing (run
+        straight on the DBAPI cursor, ``writes.run``), and commit before that lock is released. A
         sender's row or an open escalation created meanwhile by another process makes an insert fail on
         a unique key: ``handle`` retries.
         """
@@ -408,7 +408,7 @@ class Helpline:
             params.update(_reply_params(reply, decision, joined, now))
         statement = writes.routine_statement(contact is None, tuple(sorted(seen)) if contact else (),
                                              bool(reply) and not opening, opening)
-        row = s.connection().execute(statement, params).one()
+        row = writes.run(s.connection(), statement, params)
         texter = _Texter(row[0], msg.sender, contact.channel if contact else msg.channel,
                          seen.get("language", contact and contact.language),
                          seen.get("opted_out", bool(contact and contact.opted_out)))
@@ -440,7 +440,7 @@ class Helpline:
         if reply:
             params.update(_reply_params(reply, decision, escalation.id, now), r_contact_id=contact.id,
                           r_reply_to_id=inbound_id)
-        s.connection().execute(writes.opening_statement(tuple(columns), len(people), bool(reply)), params)
+        writes.run(s.connection(), writes.opening_statement(tuple(columns), len(people), bool(reply)), params)
         self._log_opened(escalation, people, verdict)
         _log_escalated(escalation, verdict, contact)
         return escalation, decision

@@ -137,6 +137,35 @@ def test_the_signature_is_computed_over_the_form_as_twilio_computes_it(sms):
         assert compute_signature(validator.token, url, form) == validator.compute_signature(url, form)
 
 
+def test_form_bodies_are_parsed_as_werkzeug_parses_them(sms, app):
+    """The app's request class parses urlencoded bodies itself (``bot.web.forms``): the pairs must be the ones
+    ``parse_qsl`` gives werkzeug (blank values kept, '+' and %-escapes decoded, bad UTF-8 kept quoted), and the
+    form a view reads must be werkzeug's own."""
+    import random
+    from urllib.parse import parse_qsl, urlencode
+
+    import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
+    from flask import Request, request
+    from werkzeug.test import EnvironBuilder
+
+    from bot.web.forms import parse_urlencoded
+
+    bodies = [urlencode(sms.params(ROUTINE)), urlencode(sms.params("¿dónde están? 💬 &=+%")), "", "&", "&&a",
+              "a", "a=", "=b", "a==b", "a=1&a=2&b", "x+y=1+2", "%zz=%e9%80&%C3%A9=%2B+%26", "a%00=%ff%fe;b=c"]
+    rng = random.Random(5)
+    for _ in range(300):
+        bodies.append("".join(rng.choice("ab=&+%2BC3e9 é") for _ in range(rng.randint(0, 16))))
+
+    def environ(body: str) -> dict:
+        return EnvironBuilder(method="POST", data=body.encode(),
+                              content_type="application/x-www-form-urlencoded").get_environ()
+
+    for body in bodies:
+        assert parse_urlencoded(body) == parse_qsl(body, keep_blank_values=True, errors="werkzeug.url_quote"), body
+        with app.request_context(environ(body)):
+            assert list(request.form.items(multi=True)) == list(Request(environ(body)).form.items(multi=True))
+
+
 def test_a_request_without_a_signature_is_refused_and_nothing_is_stored(sms, db):
     reply = sms.post(sms.params(OVERDOSE), sign=False)
     assert reply.status == 403

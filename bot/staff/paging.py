@@ -63,7 +63,7 @@ _ON_CALL = _ACTIVE.where(Staff.on_call.is_(True))
 def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list:
     """On-call staff first; a widened round pages every active staff member. Rows of (id, phone).
 
-    A Core statement (``writes.run``, on SQLite's cursor): read for every new crisis text before its write
+    A Core statement (``writes.run``, on the DBAPI cursor): read for every new crisis text before its write
     phase, through the ORM it was 5% of a webhook request."""
     return [row for row in writes.run(s.connection(), _ACTIVE if widen else _ON_CALL, {}, every=True)
             if row.id not in exclude]

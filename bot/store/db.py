@@ -7,7 +7,7 @@ TCP allows while Twilio gives up after 15 seconds. So every wait is bounded:
 - a **deadline** per request (``Database.deadline``, thread-local): when a connection is checked
   out, a watchdog is armed for the time left; when it fires, a PostgreSQL connection's socket is
   shut down (the blocked call fails at once; ``cancel()`` would need the same dead network) and a
-  SQLite statement is interrupted; SQLite's busy timeout is set to the time left, and the
+  SQLite statement is interrupted; SQLite's busy timeout ends within the time left, and the
   per-process SQLite writer mutex is waited on for no longer;
 - connect and pool timeouts (PostgreSQL ``connect_timeout``, SQLAlchemy ``pool_timeout``);
 - a **breaker**: after a failure that took more than ``SLOW_FAILURE`` seconds, sessions fail at
@@ -45,6 +45,11 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 2  # seconds; libpq's minimum
 POOL_TIMEOUT = 2.0  # seconds waiting for a pooled connection
 SQLITE_BUSY_TIMEOUT = 15.0  # seconds, when no deadline is set (CLI, migrations, the dispatcher)
+# SQLite's busy timeout is set to end BUSY_HEADROOM_MS before the deadline, and kept while it ends no later
+# than the deadline and at most BUSY_SLACK_MS before it: set again when it would overrun or give up much too
+# early, not at every checkout and write phase (a statement each, whose SQL no statement cache holds).
+BUSY_HEADROOM_MS = 25
+BUSY_SLACK_MS = 250
 SLOW_FAILURE = 1.0  # a failure that took this long opens the breaker...
 COOLDOWN = 2.0  # ...for this long, then one session probes
 # A pooled PostgreSQL connection idle longer than this is pinged at checkout; one reused sooner is
@@ -447,7 +452,7 @@ class Database:
             s.commit()
 
     def _bound_busy_wait(self, s: Session) -> None:
-        """SQLite's busy timeout again, from what is left now: it was set at checkout, but the wait for the
+        """SQLite's busy timeout bounded again by what is left now: it was at checkout, but the wait for the
         writer lock file came after, and the watchdog's interrupt does not wake SQLite's busy handler, so a
         write that met another connection's lock waited a whole timeout more (answers at 5 s, not 2.5)."""
         left = self.remaining()
@@ -455,7 +460,8 @@ class Database:
             return
         if left <= 0:
             raise DeadlineExceeded("time ran out waiting for the SQLite writer lock")
-        s.connection().connection.driver_connection.execute(f"PRAGMA busy_timeout = {int(left * 1000)}")
+        pooled = s.connection().connection
+        _bound_busy_timeout(pooled.driver_connection, pooled.info, left)
 
     def _timed_out(self) -> bool:
         left = self.remaining()
@@ -473,6 +479,8 @@ class Database:
     # -- pool events ----------------------------------------------------------------------
     def _on_connect(self, dbapi_conn, record) -> None:
         record.info["fresh"] = True
+        if self.sqlite:
+            record.info["busy_ms"] = int(SQLITE_BUSY_TIMEOUT * 1000)  # make_engine's connect timeout
 
     def _on_checkout(self, dbapi_conn, record, _proxy) -> None:
         fresh = record.info.pop("fresh", False)
@@ -484,10 +492,7 @@ class Database:
             self._on_checkin(dbapi_conn, record)  # a retried checkout: one watch per connection
             record.info["watch"] = self.watchdog.arm(time.monotonic() + left, _aborter(dbapi_conn, self.sqlite))
         if self.sqlite:
-            busy = SQLITE_BUSY_TIMEOUT if left is None else max(0.0, left)
-            cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
-            cur.close()
+            _bound_busy_timeout(dbapi_conn, record.info, SQLITE_BUSY_TIMEOUT if left is None else left)
         elif not fresh and idle >= PING_IDLE:
             # The pre-ping, under the watchdog, for a connection that sat in the pool for a while: one to
             # a database that went away is replaced; one to a database that hangs is cut at the deadline.
@@ -511,6 +516,20 @@ class Database:
     def _on_error(ctx) -> None:
         if sqlite_broken(ctx.original_exception):
             ctx.is_disconnect = True  # drop the connection: a new one sees the disk as it is now
+
+
+def _bound_busy_timeout(dbapi_conn, info: dict, left: float) -> None:
+    """SQLite's busy timeout on ``dbapi_conn`` (whose pool record's ``info`` is given) ending no later than
+    ``left`` seconds from now: set to ``BUSY_HEADROOM_MS`` short of it, unless the one set already ends in
+    time and at most ``BUSY_SLACK_MS`` early. So a busy wait never outlasts the deadline, and gives up at
+    most a quarter of a second before it (a text that waited 2 s for a lock goes to the spool either way)."""
+    left_ms = max(0, int(left * 1000))
+    busy_ms = info.get("busy_ms")
+    if busy_ms is not None and left_ms - BUSY_SLACK_MS <= busy_ms <= left_ms:
+        return
+    busy_ms = max(0, left_ms - BUSY_HEADROOM_MS)
+    dbapi_conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    info["busy_ms"] = busy_ms
 
 
 def sqlite_broken(exc: BaseException) -> bool:

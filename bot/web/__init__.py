@@ -19,6 +19,7 @@ from bot.service import STORE_SECONDS, Helpline
 from bot.store.db import SESSION_SECONDS, Database
 from bot.store.limits import Limiter
 from bot.store.spool import Spool
+from bot.web.forms import HelplineRequest
 from bot.web.ids import BoundedIntConverter
 from bot.web.security import current_csp, set_security_headers
 
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
         raise InsecureConfiguration("refusing to start: " + "; ".join(problems) +
                                     " (fix these, or set HELPLINE_DEV=1 for local development)")
     app = Flask(__name__, instance_path=str(settings.instance_dir))
+    app.request_class = HelplineRequest
     app.session_interface = CookieSessions()
     app.url_map.converters["int"] = BoundedIntConverter  # an id past a column's range is a 404, not a 500
     app.config.update(
