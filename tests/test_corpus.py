@@ -279,9 +279,10 @@ def test_label_agreement_is_reproducible_from_the_repository():
     assert figures["escalate"]["kappa"] >= 0.7 and figures["page"]["kappa"] >= 0.7
 
 
-@pytest.mark.parametrize("name", ["blind-i", "blind-j", "blind-k", "blind-l", "blind-m", "blind-n", "blind-o"])
+@pytest.mark.parametrize("name", ["blind-i", "blind-j", "blind-k", "blind-l", "blind-m", "blind-n", "blind-o", "probe-2"])
 def test_a_blind_sets_labels_agree_with_a_second_labeller(name):
-    """tests/corpus/blind-*/second-labeller.tsv: one more labeller, the guide and the texts only."""
+    """tests/corpus/blind-*/second-labeller.tsv: one more labeller, the guide and the texts only (probe-2, a
+    measured set that is not blind, likewise)."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
     from label_agreement import blind_agreement
