@@ -94,6 +94,27 @@ def test_floor_rules_fire_on_no_routine_text(with_floor):
     assert fired == []
 
 
+# Ordinary sentences that share a floor rule's words (written for this test: the corpora hold none of them). A floor
+# rule cannot be overruled, so each phrasing in floor.toml was read for the everyday sentences it could also be part of.
+ORDINARY = [
+    "my nails are blue this week, new polish", "his mouth is all blue from the slushie", "blue lips club, the lake was freezing",
+    "i took the remainder of the day off", "took em all to the park lol", "took every one of them to the vet",
+    "me tomé el resto de mis vacaciones", "me tomé lo que me quedaba de café",
+    "i cut my finger cooking and it's bleeding a lot", "needed stitches after i cut my hand on a glass",
+    "my back is seizing up again", "my calf keeps seizing up", "i started seizing up from the cold", "he seized the moment and proposed", "the cops seized my stash",
+    "be quiet so you won't wake her", "im still not awake lol", "i'm hard to wake on valium, is that normal",
+    "no puedo despertar a tiempo para el trabajo",
+    "long pauses between doses of my meds", "me pesa el pecho por la ansiedad, puedo tomar mi clonazepam?",
+    "i drank coffee with my meds, is that ok?", "im drinking water, can i take my valium",
+    "my son ate, then took his meds", "my daughter ate lunch before her pills",
+]
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_no_floor_rule_fires_on_an_ordinary_sentence_that_shares_its_words(with_floor, text):
+    assert [h.rule for h in with_floor.triage(text).hits if h.floor] == []
+
+
 def test_each_floor_example_escalates_at_the_rules_tier(with_floor):
     for rule in (r for r in with_floor.rules if r.floor):
         for text in rule.examples:
