@@ -195,10 +195,9 @@ class Triager:
 
         Positions matched only through a typo correction are added to ``fuzzy`` when given.
         """
-        occ: dict[str, list[tuple[int, int]]] = {}
-        for label, start, end, fuzzy_match in self.index.matches(tokens):
-            occ.setdefault(label, []).append((start, end))
-            if fuzzy_match and fuzzy is not None:
+        occ, fuzzy_spans = self.index.occurrences(tokens)
+        if fuzzy_spans and fuzzy is not None:
+            for start, end in fuzzy_spans:
                 fuzzy.update(i for i in range(start, end) if self.index.resolve(tokens[i])[1])
         units = {s for s, _ in occ.get(UNIT, ())}
         # Only digit tokens matter below; most texts have none, so skip the scan then.
@@ -216,7 +215,8 @@ class Triager:
         if digits and self.recent_days_max is not None and DAYS in occ:
             self._drop_milestones(tokens, occ)
         for spans in occ.values():
-            spans.sort()
+            if len(spans) > 1:  # most labels occur once
+                spans.sort()
         return occ
 
     def _drop_milestones(self, tokens: list[str], occ: dict[str, list[tuple[int, int]]]) -> None:
