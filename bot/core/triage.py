@@ -181,6 +181,12 @@ class Triager:
         self.recent_days_max = content.recent_days_max
         self.floor_concepts = content.floor_concepts
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
+        # evidence()'s token for each label the text may hold ("c:SELF"; "" for a word or a hidden
+        # concept) and for each rule ("r:..."), made once rather than formatted per text (see _evidence).
+        labels = {label for found in phrases.values() for label in found} | {"MANY", HISTORY}
+        self._label_evidence = {label: f"c:{label}" if label.isupper() and label not in self.floor_concepts else ""
+                                for label in labels}
+        self._rule_evidence = {rule.id: f"r:{rule.id}" for rule in self.rules}
 
     @staticmethod
     def _anchor(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
@@ -315,13 +321,16 @@ class Triager:
     def _context(self, rule: Rule, span, starts, occ, tokens, clauses) -> tuple[str, str | None, bool]:
         start, end = span
         lowered = None
-        if rule.negatable and any(self._negated(t, starts, occ, tokens, clauses) for t in starts):
+        # Each test below finds nothing when its label is absent from the text (most texts): the
+        # membership test first spares the calls and generators.
+        if rule.negatable and NEG in occ and any(self._negated(t, starts, occ, tokens, clauses) for t in starts):
             lowered = "negation"
-        if lowered is None and self._near(occ, HISTORY, start, end, HISTORY_WINDOW, HISTORY_WINDOW, tokens):
+        if lowered is None and HISTORY in occ and self._near(occ, HISTORY, start, end, HISTORY_WINDOW,
+                                                             HISTORY_WINDOW, tokens):
             if not self._near(occ, NOW, start, end, HISTORY_WINDOW, HISTORY_WINDOW, tokens):
                 lowered = "past"
-        other = self._near(occ, OTHER, start, end, 4, 0, tokens) or any(
-            start <= s < end for s, _ in occ.get(OTHER, ()))
+        other = OTHER in occ and (self._near(occ, OTHER, start, end, 4, 0, tokens) or any(
+            start <= s < end for s, _ in occ[OTHER]))
         severity = rule.severity
         if rule.raise_with and not lowered and all(label in occ for label in rule.raise_with):
             severity = raise_(severity)
@@ -385,7 +394,24 @@ class Triager:
                 hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order,
                                 rule.kind, weak, window, clear, rule.floor))
         hits.sort(key=_strength)
-        return hits, evidence(occ, hits, idioms, self.floor_concepts)
+        return hits, self._evidence(occ, hits, idioms)
+
+    def _evidence(self, occ: dict[str, list[tuple[int, int]]], hits: list[Hit], idioms: set[str]) -> tuple[str, ...]:
+        """:func:`evidence` with this content's floor hidden, from tokens made at build time."""
+        out = set(map(self._label_evidence.get, occ))
+        if None in out:  # a label not known when the engine was built: evidence() formats it
+            return evidence(occ, hits, idioms, self.floor_concepts)
+        out.discard("")
+        if idioms:
+            out.update(f"i:{i}" for i in idioms)
+        rule_evidence = self._rule_evidence
+        for hit in hits:
+            if hit.floor:
+                continue
+            out.add(rule_evidence[hit.rule])
+            if hit.lowered_by:
+                out.add(f"l:{hit.lowered_by}")
+        return tuple(sorted(out))
 
     def triage_tokens(self, tokens: list[str]) -> Triage:
         """Triage an already tokenised text: the rules, then the model, combined."""
