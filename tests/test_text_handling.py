@@ -39,6 +39,20 @@ def test_the_shipped_lexicon_spells_shorthand_out_for_rules_and_model(bot):
     assert bot.triager.index.tokens("me ama") == ["me", "ama"]  # Spanish 'loves', not 'im gonna'
 
 
+def test_strip_accents_drops_exactly_the_combining_marks_of_every_character():
+    """strip_accents translates through a table filled from unicodedata.combining: over every code
+    point (in texts of a few thousand), it must give what dropping them one by one gives."""
+    import unicodedata
+    from bot.core.normalize import strip_accents
+    changed = 0
+    for start in range(0, 0x110000, 4096):
+        text = "".join(chr(c) for c in range(start, min(start + 4096, 0x110000)) if not 0xD800 <= c <= 0xDFFF)
+        want = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+        assert strip_accents(text) == want, hex(start)
+        changed += want != text
+    assert changed > 10 and strip_accents("Síntomas ñ") == "Sintomas n"
+
+
 def test_squeeze_collapses_repeated_letters():
     assert squeeze("valiumm") == "valium" and squeeze("killl") == "kil"
 
