@@ -40,6 +40,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from bot.core.normalize import MARKS
+from bot.core.states import quick_init
 
 FORMAT = 3  # 3: each feature block's numbers are one packed float64 array (2: a JSON list per n-gram)
 # A threshold no probability reaches: a model file without "sure" never pages on the escalate head.
@@ -67,6 +68,7 @@ def sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Scores:
     """What the model says about one text (probabilities after calibration)."""

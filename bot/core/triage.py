@@ -49,7 +49,7 @@ from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
 from bot.core.phrases import Found, PhraseIndex, load_real_words
 from bot.core.model import Scores, TriageModel
-from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, rank
+from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, quick_init, rank
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Hit:
     floor: bool = False  # a rule of crisis/floor.toml: never shown to the model (see evidence())
 
 
+@quick_init
 @dataclass(frozen=True)
 class Triage:
     """The verdict on one text."""
