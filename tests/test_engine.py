@@ -138,3 +138,35 @@ def test_triage_is_uneasy_about_an_overruled_hit_or_a_middling_score_only(bot):
     escalated = triage("i took 30 valium and cant stay awake")
     assert escalated.escalate and not escalated.uneasy  # an escalation has its own reply and line
     assert 0 < UNEASY < bot.triager.model.thresholds["escalate"]
+
+
+def test_quick_init_builds_what_the_dataclass_init_built():
+    """Decision, Triage and Scores fill their dict in one update (states.quick_init): the same fields
+    and defaults as the dataclass's own __init__, and still frozen, equal, hashable and replaceable."""
+    import dataclasses
+    from bot.core.engine import Decision
+    from bot.core.model import Scores
+    from bot.core.states import quick_init
+    from bot.core.triage import Triage
+
+    for cls, args in ((Decision, ("topic", "hi", "en", None)), (Triage, ("urgent", "r")),
+                      (Scores, (0.1, 0.2, 0.3, 0.4, "suicide", 0.5, 7))):
+        # The class as dataclass made it, for reference.
+        plain = dataclasses.dataclass(frozen=True)(type(cls.__name__, (), {"__annotations__": dict(cls.__annotations__)}
+                                                         | {f.name: f.default for f in dataclasses.fields(cls)
+                                                            if f.default is not dataclasses.MISSING}))
+        names = [f.name for f in dataclasses.fields(cls)]
+        calls = [(args, {}), (args[:-1], {names[len(args) - 1]: args[-1]})]
+        if len(names) > len(args):
+            calls.append((args, {names[-1]: "last"}))
+        for pos, kwargs in calls:
+            got, want = cls(*pos, **kwargs), plain(*pos, **kwargs)
+            assert list(vars(got).items()) == list(vars(want).items())
+            assert got == cls(*pos, **kwargs) and hash(got) == hash(cls(*pos, **kwargs))
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(got, names[0], "changed")
+            assert getattr(dataclasses.replace(got, **{names[1]: "other"}), names[1]) == "other"
+        with pytest.raises(TypeError):
+            cls()
+    with pytest.raises(TypeError):
+        quick_init(dataclasses.dataclass(frozen=True, slots=True)(type("S", (), {"__annotations__": {"a": int}})))

@@ -70,3 +70,17 @@ def test_block_sums_are_the_python_sums_over_the_feature_set(triager):
             assert norm == math.sqrt(first.imag) and got == want, text
             checked += 1
     assert checked > 100
+
+
+def test_indices_are_the_sets_ints_in_its_own_order():
+    """model.indices packs a feature set for take(); the rows must come in the set's iteration order
+    (the order the sums add them in), as np.fromiter gives them."""
+    from bot.core.model import _PACKED_MAX, indices
+    rng = np.random.default_rng(11)
+    for n in [1, 2, 3, 7, 116, 1000, _PACKED_MAX + 5]:
+        for _ in range(3):
+            feats = set(rng.integers(0, 200_000, n).tolist())
+            got = indices(feats)
+            assert got.dtype == np.intp and got.tolist() == list(feats)
+            assert np.array_equal(got, np.fromiter(feats, dtype=np.intp, count=len(feats)))
+    assert indices(frozenset({5, 3, 2**40})).tolist() == list(frozenset({5, 3, 2**40}))

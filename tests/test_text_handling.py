@@ -1,10 +1,14 @@
 """Normalising, typo-tolerant phrase finding and SMS segment arithmetic."""
 
+from pathlib import Path
+
 import pytest
 
 from bot.core.normalize import BOUNDARY, expand, fold, squeeze, tokenize, words
 from bot.core.phrases import load_real_words, PhraseIndex, edit_distance, max_typos
 from bot.core.sms import fits, is_gsm7, segments
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -33,6 +37,20 @@ def test_shorthand_is_spelled_out_as_whole_words_only():
 def test_the_shipped_lexicon_spells_shorthand_out_for_rules_and_model(bot):
     assert bot.triager.index.tokens("i'ma end it") == ["im", "gonna", "end", "it"]
     assert bot.triager.index.tokens("me ama") == ["me", "ama"]  # Spanish 'loves', not 'im gonna'
+
+
+def test_strip_accents_drops_exactly_the_combining_marks_of_every_character():
+    """strip_accents translates through a table filled from unicodedata.combining: over every code
+    point (in texts of a few thousand), it must give what dropping them one by one gives."""
+    import unicodedata
+    from bot.core.normalize import strip_accents
+    changed = 0
+    for start in range(0, 0x110000, 4096):
+        text = "".join(chr(c) for c in range(start, min(start + 4096, 0x110000)) if not 0xD800 <= c <= 0xDFFF)
+        want = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+        assert strip_accents(text) == want, hex(start)
+        changed += want != text
+    assert changed > 10 and strip_accents("Síntomas ñ") == "Sintomas n"
 
 
 def test_squeeze_collapses_repeated_letters():
@@ -82,6 +100,35 @@ def test_the_word_list_is_a_real_word_list_in_both_languages():
 def test_find_reports_multi_word_phrases_with_typos(index):
     found = index.find(index.tokens("i want to kil myslef"))
     assert [(f.label, f.start, f.end, f.fuzzy) for f in found] == [("K", 3, 5, True)]
+
+
+def _gathered(index, tokens):
+    """What the triage engine made of matches() before occurrences(): each label's spans, and the fuzzy ones."""
+    occ, fuzzy = {}, []
+    for label, start, end, fuzzy_match in index.matches(tokens):
+        occ.setdefault(label, []).append((start, end))
+        if fuzzy_match:
+            fuzzy.append((start, end))
+    return occ, fuzzy
+
+
+def test_occurrences_gathers_exactly_what_matches_finds(bot):
+    """occurrences() is the triage engine's copy of the matches() walk: the same labels in the same
+    order (rules are tried label by label), the same spans, the same fuzzy matches (their spans: the
+    engine marks the tokens corrected inside them, so each span counts once)."""
+    from bot.core.corpus import read_dir
+    index = bot.triager.index
+    texts = [ex.text for name in ("dev", "written") for ex in read_dir(REPO / "tests" / "corpus" / name)]
+    texts += ["i want to kil myslef", "took 30 valium and a bottle of wine", "ya no quiero vivir, me quiero morir"]
+    fuzzy_texts = multi = 0
+    for text in texts:
+        tokens = index.tokens(text)
+        occ, fuzzy = index.occurrences(tokens)
+        want_occ, want_fuzzy = _gathered(index, tokens)
+        assert list(occ.items()) == list(want_occ.items()) and set(fuzzy) == set(want_fuzzy), text
+        fuzzy_texts += bool(fuzzy)
+        multi += any(len(spans) > 1 for spans in occ.values())
+    assert fuzzy_texts > 5 and multi > 50  # both paths were exercised
 
 
 @pytest.mark.parametrize("text, n", [("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3),

@@ -160,3 +160,28 @@ def test_a_recovery_milestone_is_not_the_first_days_without(bot, milestone_triag
 def test_the_first_weeks_without_still_read_as_days_without(milestone_triager, text):
     """Only the count right beside the days word matters, and only past recent_days_at_most."""
     assert _days_without(milestone_triager, text)
+
+
+def test_the_engine_hands_the_model_what_evidence_makes(bot, monkeypatch):
+    """Triager.read formats the model's rule tokens from strings made at build time (_evidence); they
+    must be evidence()'s, floor hidden, on every text (the model's input, so every score, hangs on it)."""
+    from pathlib import Path
+    from bot.core.corpus import read_dir
+    from bot.core.triage import Triager, evidence
+    tri = bot.triager
+    checked = []
+    real = Triager._evidence
+
+    def spy(self, occ, hits, idioms):
+        got = real(self, occ, hits, idioms)
+        assert got == evidence(occ, hits, idioms, self.floor_concepts), (occ, hits)
+        checked.append(bool(hits) + bool(idioms) * 2 + any(h.floor for h in hits) * 4)
+        return got
+
+    monkeypatch.setattr(Triager, "_evidence", spy)
+    corpus = Path(__file__).resolve().parent / "corpus"
+    for name in ("dev", "written", "probe"):
+        for ex in read_dir(corpus / name):
+            tri.read(tri.index.tokens(ex.text))
+    kinds = set(checked)
+    assert len(checked) > 1000 and {0, 1, 2} <= kinds and any(k & 4 for k in kinds)  # hits, idioms and floor hits seen

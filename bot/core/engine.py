@@ -16,7 +16,7 @@ from bot.core.content import Content, load_cached
 from bot.core.language import LanguageDetector
 from bot.core.normalize import strip_accents
 from bot.core.sms import fits
-from bot.core.states import Channel, DecisionKind as K
+from bot.core.states import Channel, DecisionKind as K, quick_init
 from bot.core.topics import TopicMatcher
 from bot.core.triage import Triage, Triager, more_severe
 
@@ -57,6 +57,7 @@ class State:
     claimed: bool = False  # a staff member has the conversation: the bot sends nothing at all
 
 
+@quick_init
 @dataclass(frozen=True)
 class Decision:
     """What to do with one message."""

@@ -221,3 +221,54 @@ class PhraseIndex:
                     if kids and j + 1 < n:
                         stack.append((kids, j + 1, fuzzy))
         return found
+
+    def occurrences(self, tokens: list[str]) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[int, int]]]:
+        """What :meth:`matches` finds, gathered as the triage engine reads it: each label's spans
+        (labels in the order matches() first finds them, spans in the order it finds them), and
+        the spans of the fuzzy matches. The same walk, without a tuple per match to unpack again."""
+        cached = self._cache.get
+        entry = self._entry
+        resolved = [_NO_ENTRY if t in MARKS else (cached(t) or entry(t)) for t in tokens]
+        occ: dict[str, list[tuple[int, int]]] = {}
+        get = occ.get
+        fuzzy_spans: list[tuple[int, int]] = []
+        n = len(tokens)
+        for i in range(n):
+            _, fuzzy, starts = resolved[i]
+            if not starts:
+                continue
+            stack = []
+            one = (i, i + 1)
+            for labels, kids in starts:
+                for label in labels:
+                    spans = get(label)
+                    if spans is None:
+                        occ[label] = [one]
+                    else:
+                        spans.append(one)
+                if fuzzy and labels:
+                    fuzzy_spans.append(one)
+                if kids and i + 1 < n:
+                    stack.append((kids, i + 1, fuzzy))
+            while stack:
+                children, j, fuzzy = stack.pop()
+                words_j, fuzzy_j, _ = resolved[j]
+                fuzzy = fuzzy or fuzzy_j
+                for word in words_j:
+                    node = children.get(word)
+                    if node is None:
+                        continue
+                    labels, kids = node
+                    if labels:
+                        span = (i, j + 1)
+                        for label in labels:
+                            spans = get(label)
+                            if spans is None:
+                                occ[label] = [span]
+                            else:
+                                spans.append(span)
+                        if fuzzy:
+                            fuzzy_spans.append(span)
+                    if kids and j + 1 < n:
+                        stack.append((kids, j + 1, fuzzy))
+        return occ, fuzzy_spans

@@ -7,6 +7,7 @@ channel or status cannot be forgotten in one of several hand-written lists.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -183,3 +184,25 @@ class Author(StrEnum):
     BOT = "bot"
     STAFF = "staff"
     FOLLOWUP = "followup"
+
+
+def quick_init(cls):
+    """Give a frozen dataclass (no slots, no factories, no ``__post_init__``) an ``__init__`` that fills
+    the instance's dict in one update, instead of the generated one's ``object.__setattr__`` call per
+    field, which costs about twice as much. Same parameters, defaults and resulting fields; the
+    class stays frozen (assignment still raises), equal and hashable as before. The core builds a
+    few per message (a decision, its triage, the model's scores)."""
+    fields = dataclasses.fields(cls)
+    if "__slots__" in cls.__dict__ or hasattr(cls, "__post_init__") or any(
+            not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING for f in fields):
+        raise TypeError(f"quick_init does not handle {cls.__name__}")
+    defaults = {f"_default_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING}
+    params = ", ".join(f.name if f.default is dataclasses.MISSING else f"{f.name}=_default_{f.name}" for f in fields)
+    values = ", ".join(f"{f.name}={f.name}" for f in fields)
+    namespace: dict = {}
+    exec(f"def __init__(self, {params}):\n    self.__dict__.update({values})\n", defaults, namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    cls.__init__ = init
+    return cls

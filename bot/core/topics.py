@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from bot.core.content import Content, Topic
-from bot.core.model import FORMAT, CharGrams, load_model, model_words, unpack_block, word_grams
+from bot.core.model import FORMAT, CharGrams, indices, load_model, model_words, unpack_block, word_grams
 from bot.core.phrases import PhraseIndex, load_real_words
 
 WEAK = "~"  # label suffix for weak keywords (bare drug names): they count for half
@@ -70,20 +70,24 @@ class TopicModel:
 
     def predict(self, tokens: list[str]) -> tuple[str, float, float]:
         """The most likely topic, its probability, and the probability that the text asks at all."""
+        return self._predict(model_words(tokens))
+
+    def _predict(self, words: list[str]) -> tuple[str, float, float]:
+        """:meth:`predict` of the model's words (tokens without sentence marks)."""
         np = self._np
-        words = model_words(tokens)
         logits = self._intercepts.copy()
         for k, (index, ranges, packed) in enumerate(self._blocks):
             feats = self._chars.of(words) if k == 0 else word_grams(index, words, ranges)
             if feats:
-                # take() gathers the same rows as fancy indexing, with less overhead.
-                total = packed.take(np.fromiter(feats, dtype=np.intp, count=len(feats)), axis=0).sum(axis=0)
+                # take() gathers the same rows as fancy indexing, with less overhead; np.add.reduce is
+                # what ndarray.sum calls, without its Python wrapper.
+                total = np.add.reduce(packed.take(indices(feats), axis=0), axis=0)
                 logits += total[1:] / math.sqrt(total[0])
         asks = 1.0 / (1.0 + math.exp(-float(logits[-1])))
         topics = logits[:-1] - logits[:-1].max()
         exps = np.exp(topics)
         best = int(exps.argmax())
-        return self.classes[best], float(exps[best] / exps.sum()), asks
+        return self.classes[best], float(exps[best] / np.add.reduce(exps)), asks
 
 
 class TopicMatcher:
@@ -142,8 +146,9 @@ class TopicMatcher:
         """The topic that answers the message, in ``language`` (None: send the menu)."""
         if tokens is None:
             tokens = self._index[language].tokens(text)
-        if self.model is not None and len(model_words(tokens)) >= MODEL_MIN_WORDS:
-            guess, p, asks = self.model.predict(tokens)
+        words = model_words(tokens) if self.model is not None else ()
+        if len(words) >= MODEL_MIN_WORDS:
+            guess, p, asks = self.model._predict(words)
             th = self.model.thresholds
             # The keywords are read only when the model leaves the choice to them: most texts are
             # statements or confident questions, and matching both languages' keywords costs a

@@ -49,7 +49,7 @@ from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
 from bot.core.phrases import Found, PhraseIndex, load_real_words
 from bot.core.model import Scores, TriageModel
-from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, rank
+from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, quick_init, rank
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Hit:
     floor: bool = False  # a rule of crisis/floor.toml: never shown to the model (see evidence())
 
 
+@quick_init
 @dataclass(frozen=True)
 class Triage:
     """The verdict on one text."""
@@ -181,6 +182,12 @@ class Triager:
         self.recent_days_max = content.recent_days_max
         self.floor_concepts = content.floor_concepts
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
+        # evidence()'s token for each label the text may hold ("c:SELF"; "" for a word or a hidden
+        # concept) and for each rule ("r:..."), made once rather than formatted per text (see _evidence).
+        labels = {label for found in phrases.values() for label in found} | {"MANY", HISTORY}
+        self._label_evidence = {label: f"c:{label}" if label.isupper() and label not in self.floor_concepts else ""
+                                for label in labels}
+        self._rule_evidence = {rule.id: f"r:{rule.id}" for rule in self.rules}
 
     @staticmethod
     def _anchor(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
@@ -195,10 +202,9 @@ class Triager:
 
         Positions matched only through a typo correction are added to ``fuzzy`` when given.
         """
-        occ: dict[str, list[tuple[int, int]]] = {}
-        for label, start, end, fuzzy_match in self.index.matches(tokens):
-            occ.setdefault(label, []).append((start, end))
-            if fuzzy_match and fuzzy is not None:
+        occ, fuzzy_spans = self.index.occurrences(tokens)
+        if fuzzy_spans and fuzzy is not None:
+            for start, end in fuzzy_spans:
                 fuzzy.update(i for i in range(start, end) if self.index.resolve(tokens[i])[1])
         units = {s for s, _ in occ.get(UNIT, ())}
         # Only digit tokens matter below; most texts have none, so skip the scan then.
@@ -216,7 +222,8 @@ class Triager:
         if digits and self.recent_days_max is not None and DAYS in occ:
             self._drop_milestones(tokens, occ)
         for spans in occ.values():
-            spans.sort()
+            if len(spans) > 1:  # most labels occur once
+                spans.sort()
         return occ
 
     def _drop_milestones(self, tokens: list[str], occ: dict[str, list[tuple[int, int]]]) -> None:
@@ -315,13 +322,16 @@ class Triager:
     def _context(self, rule: Rule, span, starts, occ, tokens, clauses) -> tuple[str, str | None, bool]:
         start, end = span
         lowered = None
-        if rule.negatable and any(self._negated(t, starts, occ, tokens, clauses) for t in starts):
+        # Each test below finds nothing when its label is absent from the text (most texts): the
+        # membership test first spares the calls and generators.
+        if rule.negatable and NEG in occ and any(self._negated(t, starts, occ, tokens, clauses) for t in starts):
             lowered = "negation"
-        if lowered is None and self._near(occ, HISTORY, start, end, HISTORY_WINDOW, HISTORY_WINDOW, tokens):
+        if lowered is None and HISTORY in occ and self._near(occ, HISTORY, start, end, HISTORY_WINDOW,
+                                                             HISTORY_WINDOW, tokens):
             if not self._near(occ, NOW, start, end, HISTORY_WINDOW, HISTORY_WINDOW, tokens):
                 lowered = "past"
-        other = self._near(occ, OTHER, start, end, 4, 0, tokens) or any(
-            start <= s < end for s, _ in occ.get(OTHER, ()))
+        other = OTHER in occ and (self._near(occ, OTHER, start, end, 4, 0, tokens) or any(
+            start <= s < end for s, _ in occ[OTHER]))
         severity = rule.severity
         if rule.raise_with and not lowered and all(label in occ for label in rule.raise_with):
             severity = raise_(severity)
@@ -385,7 +395,24 @@ class Triager:
                 hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order,
                                 rule.kind, weak, window, clear, rule.floor))
         hits.sort(key=_strength)
-        return hits, evidence(occ, hits, idioms, self.floor_concepts)
+        return hits, self._evidence(occ, hits, idioms)
+
+    def _evidence(self, occ: dict[str, list[tuple[int, int]]], hits: list[Hit], idioms: set[str]) -> tuple[str, ...]:
+        """:func:`evidence` with this content's floor hidden, from tokens made at build time."""
+        out = set(map(self._label_evidence.get, occ))
+        if None in out:  # a label not known when the engine was built: evidence() formats it
+            return evidence(occ, hits, idioms, self.floor_concepts)
+        out.discard("")
+        if idioms:
+            out.update(f"i:{i}" for i in idioms)
+        rule_evidence = self._rule_evidence
+        for hit in hits:
+            if hit.floor:
+                continue
+            out.add(rule_evidence[hit.rule])
+            if hit.lowered_by:
+                out.add(f"l:{hit.lowered_by}")
+        return tuple(sorted(out))
 
     def triage_tokens(self, tokens: list[str]) -> Triage:
         """Triage an already tokenised text: the rules, then the model, combined."""
