@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from bot.core.normalize import MARKS, squeeze, words
 
@@ -184,15 +184,13 @@ class PhraseIndex:
         """Every phrase occurrence in the token list (a trie walk from each position)."""
         return [Found(*m) for m in self.matches(tokens)]
 
-    def matches(self, tokens: list[str]) -> list[tuple[str, int, int, bool]]:
-        """What :meth:`find` finds, in the same order, as plain ``(label, start, end, fuzzy)``
-        tuples: the matchers' hot path, where building a named tuple per hit shows."""
+    def _walk(self, tokens: list[str]) -> Iterator[tuple[tuple[str, ...], int, int, bool]]:
+        """The trie walk from each position: ``(labels, start, end, fuzzy)`` for every phrase node reached
+        that carries labels, in the order :meth:`matches` lists them."""
         # The per-token cache is read inline (a method call per token costs more than the lookup).
         cached = self._cache.get
         entry = self._entry
         resolved = [_NO_ENTRY if t in MARKS else (cached(t) or entry(t)) for t in tokens]
-        found: list[tuple[str, int, int, bool]] = []
-        append = found.append
         n = len(tokens)
         for i in range(n):
             _, fuzzy, starts = resolved[i]
@@ -203,51 +201,8 @@ class PhraseIndex:
             # words would give, in the same order), then deeper by the words that follow.
             stack = []
             for labels, kids in starts:
-                for label in labels:
-                    append((label, i, i + 1, fuzzy))
-                if kids and i + 1 < n:
-                    stack.append((kids, i + 1, fuzzy))
-            while stack:
-                children, j, fuzzy = stack.pop()
-                words_j, fuzzy_j, _ = resolved[j]
-                fuzzy = fuzzy or fuzzy_j
-                for word in words_j:
-                    node = children.get(word)
-                    if node is None:
-                        continue
-                    labels, kids = node
-                    for label in labels:
-                        append((label, i, j + 1, fuzzy))
-                    if kids and j + 1 < n:
-                        stack.append((kids, j + 1, fuzzy))
-        return found
-
-    def occurrences(self, tokens: list[str]) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[int, int]]]:
-        """What :meth:`matches` finds, gathered as the triage engine reads it: each label's spans
-        (labels in the order matches() first finds them, spans in the order it finds them), and
-        the spans of the fuzzy matches. The same walk, without a tuple per match to unpack again."""
-        cached = self._cache.get
-        entry = self._entry
-        resolved = [_NO_ENTRY if t in MARKS else (cached(t) or entry(t)) for t in tokens]
-        occ: dict[str, list[tuple[int, int]]] = {}
-        get = occ.get
-        fuzzy_spans: list[tuple[int, int]] = []
-        n = len(tokens)
-        for i in range(n):
-            _, fuzzy, starts = resolved[i]
-            if not starts:
-                continue
-            stack = []
-            one = (i, i + 1)
-            for labels, kids in starts:
-                for label in labels:
-                    spans = get(label)
-                    if spans is None:
-                        occ[label] = [one]
-                    else:
-                        spans.append(one)
-                if fuzzy and labels:
-                    fuzzy_spans.append(one)
+                if labels:
+                    yield labels, i, i + 1, fuzzy
                 if kids and i + 1 < n:
                     stack.append((kids, i + 1, fuzzy))
             while stack:
@@ -260,15 +215,30 @@ class PhraseIndex:
                         continue
                     labels, kids = node
                     if labels:
-                        span = (i, j + 1)
-                        for label in labels:
-                            spans = get(label)
-                            if spans is None:
-                                occ[label] = [span]
-                            else:
-                                spans.append(span)
-                        if fuzzy:
-                            fuzzy_spans.append(span)
+                        yield labels, i, j + 1, fuzzy
                     if kids and j + 1 < n:
                         stack.append((kids, j + 1, fuzzy))
+
+    def matches(self, tokens: list[str]) -> list[tuple[str, int, int, bool]]:
+        """What :meth:`find` finds, in the same order, as plain ``(label, start, end, fuzzy)``
+        tuples: the matchers' hot path, where building a named tuple per hit shows."""
+        return [(label, i, j, fuzzy) for labels, i, j, fuzzy in self._walk(tokens) for label in labels]
+
+    def occurrences(self, tokens: list[str]) -> tuple[dict[str, list[tuple[int, int]]], list[tuple[int, int]]]:
+        """What :meth:`matches` finds, gathered as the triage engine reads it: each label's spans
+        (labels in the order matches() first finds them, spans in the order it finds them), and
+        the spans of the fuzzy matches. The same walk, without a tuple per match to unpack again."""
+        occ: dict[str, list[tuple[int, int]]] = {}
+        get = occ.get
+        fuzzy_spans: list[tuple[int, int]] = []
+        for labels, i, j, fuzzy in self._walk(tokens):
+            span = (i, j)
+            for label in labels:
+                spans = get(label)
+                if spans is None:
+                    occ[label] = [span]
+                else:
+                    spans.append(span)
+            if fuzzy:
+                fuzzy_spans.append(span)
         return occ, fuzzy_spans
