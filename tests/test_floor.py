@@ -24,7 +24,10 @@ CORPUS = REPO / "tests" / "corpus"
 LABELS = REPO / "tests" / "labels" / "real.tsv"
 # Every labelled set that is not blind (blind sets are read only for their totals); "probe" holds the texts
 # the floor rules of 2026-11-29 were found on; "probe-2" and "written-more" were written the session after.
-OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3", "probe", "probe-2", "written-more")
+# "floor-probe" (the session after that): one more writer's 120 emergencies of the kinds the floor rules of README
+# "Measured" (19) cover and 120 ordinary texts with the same words, written from a list of the kinds, not the rules.
+OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3", "probe", "probe-2", "written-more",
+             "floor-probe")
 TEXT_SETS = ("dev", "dev2", "heldout")
 
 
@@ -97,7 +100,7 @@ def test_floor_rules_fire_on_no_routine_text(with_floor):
 # Ordinary sentences that share a floor rule's words (written for this test: the corpora hold none of them). A floor
 # rule cannot be overruled, so each phrasing in floor.toml was read for the everyday sentences it could also be part of.
 ORDINARY = [
-    "my nails are blue this week, new polish", "his mouth is all blue from the slushie", "blue lips club, the lake was freezing",
+    "my nails are blue this week, new polish", "my lips always look kinda blue after swimming lol", "his mouth is all blue from the slushie", "blue lips club, the lake was freezing",
     "i took the remainder of the day off", "took em all to the park lol", "took every one of them to the vet",
     "me tomé el resto de mis vacaciones", "me tomé lo que me quedaba de café",
     "i cut my finger cooking and it's bleeding a lot", "needed stitches after i cut my hand on a glass",
@@ -113,6 +116,16 @@ ORDINARY = [
 @pytest.mark.parametrize("text", ORDINARY)
 def test_no_floor_rule_fires_on_an_ordinary_sentence_that_shares_its_words(with_floor, text):
     assert [h.rule for h in with_floor.triage(text).hits if h.floor] == []
+
+
+def test_the_floor_probe_pages_its_emergencies(with_floor):
+    """tests/corpus/floor-probe: its first look, before its texts were development text, was 108/120 paged with the
+    floor rules (103 without the ten of "Measured" (19)) and 1 of its 120 ordinary texts paged by one of them; after
+    the fixes it led to, 112 and none (README). A floor at today's figure."""
+    examples = read_dir(CORPUS / "floor-probe")
+    crises = [ex for ex in examples if ex.crisis]
+    assert len(crises) == 120 and len(examples) == 240
+    assert sum(with_floor.triage(ex.text).pages for ex in crises) >= 112
 
 
 def test_each_floor_example_escalates_at_the_rules_tier(with_floor):
