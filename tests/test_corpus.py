@@ -120,6 +120,9 @@ def holds(m: dict, floor: dict) -> None:
 # (2026-11-29, afternoon), for totals, with the shipped model and the floor rules of README "Measured" (19), which
 # it was the gate for: 191/199 crises escalated (96.0%), 173 paged (86.9%; 172 without the new rules), 17/241
 # false escalations (7.1%), 10 false pages (4.1%). Its floor is that first look.
+# blind-o (written with blind-n, committed unread) was read first the same session, after the floor rules were final,
+# for totals only (no choice hung on it): 184/199 crises escalated (92.5%), 161 paged (80.9%), 24/247 false
+# escalations (9.7%), 8 false pages (3.2%). Its floor is that first look.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -135,6 +138,7 @@ BLIND_FLOORS = {
     "blind-l": {"crisis_escalated": 0.895, "crisis_paged": 0.815, "routine_escalated_max": 0.085},
     "blind-m": {"crisis_escalated": 0.93, "crisis_paged": 0.84, "routine_escalated_max": 0.02},
     "blind-n": {"crisis_escalated": 0.955, "crisis_paged": 0.865, "routine_escalated_max": 0.075},
+    "blind-o": {"crisis_escalated": 0.92, "crisis_paged": 0.805, "routine_escalated_max": 0.10},
 }
 
 
