@@ -163,22 +163,24 @@ def test_the_first_weeks_without_still_read_as_days_without(milestone_triager, t
 
 
 def test_the_engine_hands_the_model_what_evidence_makes(bot, monkeypatch):
-    """Triager.read formats the model's rule tokens from strings made at build time (_evidence); they
-    must be evidence()'s, floor hidden, on every text (the model's input, so every score, hangs on it)."""
+    """Triager.read looks the concepts' tokens up in a table made at build time (evidence()'s ``tokens``);
+    they must be what evidence() formats without it, floor hidden, on every text (the model's input, so
+    every score, hangs on it)."""
     from pathlib import Path
+    from bot.core import triage
     from bot.core.corpus import read_dir
-    from bot.core.triage import Triager, evidence
     tri = bot.triager
     checked = []
-    real = Triager._evidence
+    real = triage.evidence
 
-    def spy(self, occ, hits, idioms):
-        got = real(self, occ, hits, idioms)
-        assert got == evidence(occ, hits, idioms, self.floor_concepts), (occ, hits)
+    def spy(occ, hits, idioms=(), hidden=frozenset(), tokens=None):
+        got = real(occ, hits, idioms, hidden, tokens)
+        assert tokens is not None and hidden == tri.floor_concepts
+        assert got == real(occ, hits, idioms, hidden), (occ, hits)
         checked.append(bool(hits) + bool(idioms) * 2 + any(h.floor for h in hits) * 4)
         return got
 
-    monkeypatch.setattr(Triager, "_evidence", spy)
+    monkeypatch.setattr(triage, "evidence", spy)
     corpus = Path(__file__).resolve().parent / "corpus"
     for name in ("dev", "written", "probe"):
         for ex in read_dir(corpus / name):

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
@@ -182,12 +182,9 @@ class Triager:
         self.recent_days_max = content.recent_days_max
         self.floor_concepts = content.floor_concepts
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
-        # evidence()'s token for each label the text may hold ("c:SELF"; "" for a word or a hidden
-        # concept) and for each rule ("r:..."), made once rather than formatted per text (see _evidence).
+        # evidence()'s token for each label the content can find, made once rather than per text.
         labels = {label for found in phrases.values() for label in found} | {"MANY", HISTORY}
-        self._label_evidence = {label: f"c:{label}" if label.isupper() and label not in self.floor_concepts else ""
-                                for label in labels}
-        self._rule_evidence = {rule.id: f"r:{rule.id}" for rule in self.rules}
+        self._concept_tokens = {label: concept_token(label, self.floor_concepts) for label in labels}
 
     @staticmethod
     def _anchor(rules: Iterable[Rule]) -> dict[str, list[Rule]]:
@@ -395,24 +392,7 @@ class Triager:
                 hits.append(Hit(rule.id, rule.severity, severity, span[0], span[1], lowered, other, rule.order,
                                 rule.kind, weak, window, clear, rule.floor))
         hits.sort(key=_strength)
-        return hits, self._evidence(occ, hits, idioms)
-
-    def _evidence(self, occ: dict[str, list[tuple[int, int]]], hits: list[Hit], idioms: set[str]) -> tuple[str, ...]:
-        """:func:`evidence` with this content's floor hidden, from tokens made at build time."""
-        out = set(map(self._label_evidence.get, occ))
-        if None in out:  # a label not known when the engine was built: evidence() formats it
-            return evidence(occ, hits, idioms, self.floor_concepts)
-        out.discard("")
-        if idioms:
-            out.update(f"i:{i}" for i in idioms)
-        rule_evidence = self._rule_evidence
-        for hit in hits:
-            if hit.floor:
-                continue
-            out.add(rule_evidence[hit.rule])
-            if hit.lowered_by:
-                out.add(f"l:{hit.lowered_by}")
-        return tuple(sorted(out))
+        return hits, evidence(occ, hits, idioms, self.floor_concepts, self._concept_tokens)
 
     def triage_tokens(self, tokens: list[str]) -> Triage:
         """Triage an already tokenised text: the rules, then the model, combined."""
@@ -457,15 +437,30 @@ class Triager:
             return TRIAGE_ERROR
 
 
+def concept_token(label: str, hidden: frozenset[str] = frozenset()) -> str:
+    """:func:`evidence`'s token for a label found in a text: ``c:LABEL`` for a lexicon concept, "" for a
+    literal word or a concept of the floor (``hidden``)."""
+    return f"c:{label}" if label.isupper() and label not in hidden else ""
+
+
 def evidence(occ: dict[str, list[tuple[int, int]]], hits: list[Hit], idioms: Iterable[str] = (),
-             hidden: frozenset[str] = frozenset()) -> tuple[str, ...]:
+             hidden: frozenset[str] = frozenset(), tokens: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The rules' reading as tokens for the model: concepts present ("c:INGESTED"), rules that
     fired ("r:overdose.took_count"), how context changed them ("l:negation") and idioms found
     ("i:idiom.die_for"), so the model learns what the clinicians' lexicon knows.
 
     The floor (crisis/floor.toml) is left out: its ``hidden`` concepts and its rules' hits. So a
-    floor rule changes no model input, and the model reads every text as it was trained to."""
-    out = {f"c:{label}" for label in occ if label.isupper() and label not in hidden} | {f"i:{i}" for i in idioms}
+    floor rule changes no model input, and the model reads every text as it was trained to.
+    ``tokens``: :func:`concept_token` of the labels a content can find, made once (the engine's hot
+    path); a label not in it is formatted here."""
+    if tokens is None:
+        tokens = {}
+    out = set(map(tokens.get, occ))
+    if None in out:  # labels not in tokens (all of them when none are given)
+        out.discard(None)
+        out.update(concept_token(label, hidden) for label in occ if label not in tokens)
+    out.discard("")
+    out.update(f"i:{i}" for i in idioms)
     for hit in hits:
         if hit.floor:
             continue
