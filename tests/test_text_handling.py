@@ -113,7 +113,7 @@ def _gathered(index, tokens):
 
 
 def test_occurrences_gathers_exactly_what_matches_finds(bot):
-    """occurrences() is the triage engine's copy of the matches() walk: the same labels in the same
+    """occurrences() gathers the matches() walk as the triage engine reads it: the same labels in the same
     order (rules are tried label by label), the same spans, the same fuzzy matches (their spans: the
     engine marks the tokens corrected inside them, so each span counts once)."""
     from bot.core.corpus import read_dir
