@@ -30,7 +30,7 @@ NONE = "none"  # "no topic" (the trainer's label for statements; never a model c
 
 
 class TopicModel:
-    """The learned topic reader: ``predict(tokens) -> (topic, probability)``.
+    """The learned topic reader: ``predict(words) -> (topic, probability, asks)``.
 
     Scoring is one numpy gather-and-sum per feature block (22 topics at once): the only numpy in
     the core, because summing 22 heads in Python would cost more than the rest of a decision.
@@ -68,12 +68,9 @@ class TopicModel:
         """The model at ``path``, or None when there is none (keywords alone then)."""
         return load_model(cls, path)
 
-    def predict(self, tokens: list[str]) -> tuple[str, float, float]:
-        """The most likely topic, its probability, and the probability that the text asks at all."""
-        return self._predict(model_words(tokens))
-
-    def _predict(self, words: list[str]) -> tuple[str, float, float]:
-        """:meth:`predict` of the model's words (tokens without sentence marks)."""
+    def predict(self, words: list[str]) -> tuple[str, float, float]:
+        """The most likely topic, its probability, and the probability that the text asks at all, from
+        the model's words (:func:`bot.core.model.model_words` of the tokens)."""
         np = self._np
         logits = self._intercepts.copy()
         for k, (index, ranges, packed) in enumerate(self._blocks):
@@ -148,7 +145,7 @@ class TopicMatcher:
             tokens = self._index[language].tokens(text)
         words = model_words(tokens) if self.model is not None else ()
         if len(words) >= MODEL_MIN_WORDS:
-            guess, p, asks = self.model._predict(words)
+            guess, p, asks = self.model.predict(words)
             th = self.model.thresholds
             # The keywords are read only when the model leaves the choice to them: most texts are
             # statements or confident questions, and matching both languages' keywords costs a
