@@ -123,6 +123,10 @@ def holds(m: dict, floor: dict) -> None:
 # blind-o (written with blind-n, committed unread) was read first the same session, after the floor rules were final,
 # for totals only (no choice hung on it): 184/199 crises escalated (92.5%), 161 paged (80.9%), 24/247 false
 # escalations (9.7%), 8 false pages (3.2%). Its floor is that first look.
+# blind-p (written 2026-11-29 with blind-q by four more writers, committed unread) was read first the session after
+# (2026-11-29, fourth session), for totals, as the gate of README "Measured" (23), the content before it and after it
+# in one pass: before, 186/195 crises escalated (95.4%), 173 paged (88.7%), 12/231 false escalations (5.2%), 3 false
+# pages (1.3%); with (23), 175 paged (89.7%), the rest the same. Its floor is that first look, as shipped.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -139,6 +143,7 @@ BLIND_FLOORS = {
     "blind-m": {"crisis_escalated": 0.93, "crisis_paged": 0.84, "routine_escalated_max": 0.02},
     "blind-n": {"crisis_escalated": 0.955, "crisis_paged": 0.865, "routine_escalated_max": 0.075},
     "blind-o": {"crisis_escalated": 0.92, "crisis_paged": 0.805, "routine_escalated_max": 0.10},
+    "blind-p": {"crisis_escalated": 0.95, "crisis_paged": 0.895, "routine_escalated_max": 0.055},
 }
 
 

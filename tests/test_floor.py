@@ -76,13 +76,18 @@ def test_the_model_reads_every_text_as_without_the_floor(with_floor, without_flo
 
 def test_a_floor_rule_only_raises_a_verdict(with_floor, without_floor):
     """Over the open sets: every verdict with the floor is at least the verdict without it, and
-    differs only where a floor rule fired."""
+    differs only where a floor rule fired or the model alone escalated a kind that pages
+    (``model_kinds_that_page``: then from review to urgent, with no rule hit kept)."""
+    raised_by_kind = 0
     for ex in _open_examples():
         a, b = with_floor.triage(ex.text), without_floor.triage(ex.text)
         if any(h.floor for h in a.hits):
             assert rank(a.severity) >= rank(b.severity), ex.text[:60]
-        else:
-            assert (a.severity, a.rule) == (b.severity, b.rule), ex.text[:60]
+        elif (a.severity, a.rule) != (b.severity, b.rule):
+            assert (a.severity, a.rule, b.severity, b.rule) == ("urgent", "model.triage", "review", "model.triage")
+            assert a.kind in with_floor.kinds_that_page and not a.hits, ex.text[:60]
+            raised_by_kind += 1
+    assert raised_by_kind > 0
 
 
 def test_floor_rules_fire_on_no_routine_text(with_floor):
@@ -171,6 +176,14 @@ def test_a_floor_rule_may_not_be_idiomatic(tmp_path):
         load(copy)
 
 
+def test_the_kinds_that_page_must_be_kinds(tmp_path):
+    copy = _replies_with_floor(tmp_path, 'model_kinds_that_page = ["violence", "violent"]\n')
+    with pytest.raises(ContentError, match="violent"):
+        load(copy)
+    assert load(_replies_with_floor(tmp_path / "b", 'model_kinds_that_page = ["medical"]\n')).model_kinds_that_page == {
+        "medical"}
+
+
 def test_a_floor_rule_may_not_reuse_a_rules_id(tmp_path):
     copy = _replies_with_floor(tmp_path, '[[rule]]\nid = "overdose.took_count"\nkind = "overdose"\n'
                                          'severity = "urgent"\npattern = "GUN"\n')
@@ -180,4 +193,4 @@ def test_a_floor_rule_may_not_reuse_a_rules_id(tmp_path):
 
 def test_without_a_floor_file_content_loads(tmp_path, without_floor):
     assert not any(r.floor for r in without_floor.rules)
-    assert without_floor.floor_concepts == frozenset()
+    assert without_floor.floor_concepts == frozenset() and without_floor.kinds_that_page == frozenset()

@@ -56,6 +56,27 @@ def test_the_model_raises_a_text_the_rules_missed_with_its_kind():
     assert combine([], scores(escalate=0.6, page=0.1), TH, 1).severity == Tier.REVIEW
 
 
+def test_a_model_escalation_of_a_kind_that_pages_pages():
+    """crisis/floor.toml's ``model_kinds_that_page``: the model alone at review, its kind one of them, pages
+    (urgent); not another kind, not where a rule hit is kept (a denial stays review), not one or two words."""
+    kinds = frozenset({"violence", "medical"})
+    review = scores(escalate=0.6, page=0.1, emergency=0.9, kind="violence")
+    assert combine([], review, TH, 1).severity == Tier.REVIEW
+    v = combine([], review, TH, 1, kinds_that_page=kinds)
+    assert (v.severity, v.kind, v.rule) == (Tier.URGENT, "violence", "model.triage")
+    assert combine([], scores(escalate=0.6, page=0.1, kind="suicide"), TH, 1, kinds_that_page=kinds).severity == Tier.REVIEW
+    assert combine([], scores(escalate=0.4, kind="violence"), TH, 1, kinds_that_page=kinds).severity is None
+    denial = hit(tier=Tier.REVIEW, kind=CrisisKind.VIOLENCE, lowered_by="negation")
+    assert combine([denial], review, TH, 1, kinds_that_page=kinds).severity == Tier.REVIEW
+    assert combine([], scores(escalate=0.6, page=0.1, kind="medical", words=2), TH, 1,
+                   kinds_that_page=kinds).severity == Tier.REVIEW
+    # Scores without a kind (the engine's cheap pass): the full scores are asked for, once.
+    asked = []
+    lazy = scores(escalate=0.6, page=0.1)
+    v = combine([], lazy, TH, 1, detail=lambda: asked.append(1) or review, kinds_that_page=kinds)
+    assert v.severity == Tier.URGENT and asked == [1]
+
+
 def test_a_model_all_but_sure_a_human_is_needed_pages_even_when_its_page_head_is_unsure():
     """``sure``: the escalate head at or above it pages (urgent, or emergency by the emergency head) and
     keeps a weak rule hit's page; without ``sure`` in the thresholds (older model files) it never does."""
@@ -361,6 +382,14 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
     final = tt.tiers(view, p, ph, words, forced)
     assert (final != tt.tiers(view, p, ph, words, th)).any()
     tt.check_against_engine(view, hits, p, windows[0], words, forced, final)
+    # floor.toml's model_kinds_that_page: tiers() reads each row's kind as combine() does.
+    monkeypatch.setattr(tt, "PAGING_KINDS", tt.paging_kinds(triager))
+    assert tt.PAGING_KINDS.any()
+    pk = tt.with_kind(p, serial[0])
+    low = {**th, "escalate": 0.1}  # many texts at review on the model alone: some of a kind that pages
+    final = tt.tiers(view, pk, ph, words, low)
+    assert (final != tt.tiers(view, p, ph, words, low)).any()
+    tt.check_against_engine(view, hits, pk, windows[0], words, low, final)
 
 
 def test_measure_reads_each_list_of_rows_as_it_is():

@@ -96,6 +96,8 @@ class Content:
     chat: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # language -> section -> key -> text
     crisis: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # lang -> kind -> tier -> text
     floor_concepts: frozenset[str] = frozenset()  # concepts defined in crisis/floor.toml (hidden from the model)
+    # crisis/floor.toml's model_kinds_that_page: a text the model alone escalates, with one of these kinds, pages.
+    model_kinds_that_page: frozenset[str] = frozenset()
 
     def message(self, key: str, language: str) -> str:
         """A fixed message in the given language, falling back to English."""
@@ -205,7 +207,7 @@ def load(root: Path | str) -> Content:
     concepts = {name: tuple(terms) for name, terms in lex.get("concepts", {}).items()}
     rules_raw = _read(root / "crisis" / "rules.toml").get("rule", [])
     rules = tuple(parse_rule(r, "crisis/rules.toml", order=i) for i, r in enumerate(rules_raw))
-    floor_concepts, floor_rules = _floor(root / "crisis" / "floor.toml", concepts, rules)
+    floor_concepts, floor_rules, kinds_that_page = _floor(root / "crisis" / "floor.toml", concepts, rules)
     concepts.update(floor_concepts)
     rules += floor_rules
     idioms_raw = _read(root / "crisis" / "idioms.toml").get("idiom", [])
@@ -224,18 +226,25 @@ def load(root: Path | str) -> Content:
         chat=chat,
         crisis=crisis,
         floor_concepts=frozenset(floor_concepts),
+        model_kinds_that_page=kinds_that_page,
     )
 
 
-def _floor(path: Path, concepts: dict[str, tuple[str, ...]], learned: tuple[Rule, ...]) -> tuple[dict, tuple[Rule, ...]]:
-    """crisis/floor.toml: concepts and rules the model never learns from (an optional file).
+def _floor(path: Path, concepts: dict[str, tuple[str, ...]],
+           learned: tuple[Rule, ...]) -> tuple[dict, tuple[Rule, ...], frozenset[str]]:
+    """crisis/floor.toml: concepts and rules the model never learns from (an optional file), and the
+    kinds whose escalation by the model alone pages (``model_kinds_that_page``).
 
     Its rules fire like any other and can only raise a tier: none may be idiomatic (the model
     could then drop it), and its concepts may not redefine the lexicon's.
     """
     if not path.exists():
-        return {}, ()
+        return {}, (), frozenset()
     raw = _read(path)
+    kinds = frozenset(raw.get("model_kinds_that_page", ()))
+    unknown = kinds - set(CRISIS_KINDS)
+    if unknown:
+        raise ContentError(f"crisis/floor.toml: model_kinds_that_page names unknown kinds {sorted(unknown)}")
     new = {name: tuple(terms) for name, terms in raw.get("concepts", {}).items()}
     for name in new:
         if name in concepts:
@@ -249,7 +258,7 @@ def _floor(path: Path, concepts: dict[str, tuple[str, ...]], learned: tuple[Rule
         taken.add(rule.id)
         if rule.idiomatic:
             raise ContentError(f"crisis/floor.toml: rule {rule.id} is idiomatic; a floor rule is a clear structure")
-    return new, rules
+    return new, rules, kinds
 
 
 def _optional_int(value) -> int | None:

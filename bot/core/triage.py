@@ -24,7 +24,8 @@ How they combine (:func:`combine`, also used by the trainer to choose the thresh
 
 - The model may raise: a text of at least ``min_words`` words gets the model's tier when that is
   higher than the rules' (page at ``page``, or when the escalate head reaches ``sure``; emergency
-  at ``emergency``; review at ``escalate``).
+  at ``emergency``; review at ``escalate``). Where no rule hit is kept and the model's review is of a
+  kind in ``floor.toml``'s ``model_kinds_that_page`` (self-harm, violence, medical), it pages (urgent).
 - The model may overrule a rule only where the rule's evidence is weak: a match through a typo
   correction, a rule marked ``idiomatic`` (its words are often figurative or general questions),
   or a hit inside a long text (a post or a story, judged by the sentence it lies in). Such a hit
@@ -181,6 +182,7 @@ class Triager:
         self.number_min = content.number_min
         self.recent_days_max = content.recent_days_max
         self.floor_concepts = content.floor_concepts
+        self.kinds_that_page = content.model_kinds_that_page
         self.model = TriageModel.load(content.root / "crisis" / "model.json")
         # evidence()'s token for each label the content can find, made once rather than per text.
         labels = {label for found in phrases.values() for label in found} | {"MANY", HISTORY}
@@ -417,7 +419,7 @@ class Triager:
             return model.scores(window, self.read(list(window))[1], detail=False)
 
         return combine(hits, model.scores(words, extra, detail=False, feats=feats), th, model.min_words, local,
-                       lambda: model.scores(words, extra, feats=feats))
+                       lambda: model.scores(words, extra, feats=feats), self.kinds_that_page)
 
     def triage(self, text: str) -> Triage:
         """Triage one raw text; any internal failure escalates rather than passes."""
@@ -530,11 +532,14 @@ _KIND_ORDER = {kind: i for i, kind in enumerate(KIND_PRIORITY)}  # KIND_PRIORITY
 
 def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float], min_words: int,
             local: Callable[[tuple[str, ...]], Scores] | None = None,
-            detail: Callable[[], Scores] | None = None) -> Triage:
+            detail: Callable[[], Scores] | None = None,
+            kinds_that_page: frozenset[str] = frozenset()) -> Triage:
     """The verdict from the rules' hits (most severe first) and the model's scores (see the module doc).
 
     ``local`` scores the words around a hit in a long text; ``detail`` gives the full scores (kind,
-    someone else) when ``scores`` lacks them and the model sets the tier.
+    someone else) when ``scores`` lacks them and the model sets the tier. ``kinds_that_page``
+    (crisis/floor.toml): when the model alone escalates a text (no rule hit kept) and reads its kind as
+    one of these, the text pages (urgent): the clinic's tiers have no same-day level for them.
     """
     kept: list[Hit] = []
     overruled: list[Hit] = []
@@ -553,6 +558,11 @@ def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float]
     kept.sort(key=_strength)
     rule_tier = kept[0].severity if kept else None
     model_tier = scores.tier(thresholds) if judged else None
+    if model_tier == Tier.REVIEW and rule_tier is None and kinds_that_page:
+        if scores.kind is None and detail is not None:
+            scores = detail()
+        if scores.kind in kinds_that_page:
+            model_tier = Tier.URGENT
     if model_tier is not None and pages(model_tier) and scores.words < PAGE_MIN_WORDS:
         model_tier = Tier.REVIEW
     if model_tier is not None and rank(model_tier) > rank(rule_tier):
