@@ -282,6 +282,15 @@ def test_the_triage_report_reads_one_set_only(capsys):  # --only: a blind set's 
     assert rows[-1].split(" | ")[2] == "1246"
 
 
+def test_the_whole_triage_table_leaves_an_unread_blind_set_unopened():
+    """Every blind set is either read into the table (its looks counted) or waits unread for a first look."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import triage_report
+    on_disk = {p.name for p in (REPO / "tests" / "corpus").glob("blind-*")}
+    assert on_disk == set(triage_report.BLIND) | set(triage_report.UNREAD)
+    assert not set(triage_report.BLIND) & set(triage_report.UNREAD)
+
+
 def test_the_triage_report_counts_each_group_and_formats_a_row():  # tools/triage_report.py
     sys.path.insert(0, str(REPO / "tools"))
     import triage_report
