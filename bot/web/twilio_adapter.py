@@ -48,8 +48,11 @@ def signature_matches(validator, url: str, form, signature: str) -> bool:
 def compute_signature(token: bytes, url: str, form) -> str:
     """``RequestValidator.compute_signature(url, form)`` (HMAC-SHA1), the string it signs built with one join
     and signed with one-shot ``hmac.digest``: the URL, then each field name (sorted, once) with each of its
-    distinct values, sorted. A test checks it against Twilio's on forms with repeated and multi-valued fields."""
-    signed = url + "".join([name + value for name in sorted(set(form)) for value in sorted(set(form.getlist(name)))])
+    distinct values, sorted. A test checks it against Twilio's on forms with repeated and multi-valued fields.
+    ``form`` is a werkzeug ``MultiDict`` (``request.form``): its fields are read once, as (name, values) pairs, and
+    a field sent once (all of Twilio's, but media) is not sorted."""
+    signed = url + "".join([name + value for name, values in sorted(form.lists())
+                            for value in (values if len(values) == 1 else sorted(set(values)))])
     return base64.b64encode(hmac.digest(token, signed.encode("utf-8"), "sha1")).decode("ascii")
 
 
