@@ -9,7 +9,7 @@ import re
 from functools import wraps
 from xml.sax.saxutils import escape
 
-from flask import abort, current_app, request
+from flask import Request, abort, current_app, request
 
 from bot.core.engine import Inbound
 from bot.core.states import Channel
@@ -20,15 +20,13 @@ logger = logging.getLogger(__name__)
 TWIML = "text/xml; charset=utf-8"
 
 
-def signed_url() -> str:
+def signed_url(public_url: str | None, req: Request) -> str:
     """The URL Twilio signed: the configured public base URL, else the (proxy-fixed) request URL."""
-    ext = current_app.extensions["helpline"]
-    base = ext.settings.public_url
-    if not base:
-        return request.url
-    url = base.rstrip("/") + request.path
-    if request.query_string:
-        url += "?" + request.query_string.decode("latin-1")
+    if not public_url:
+        return req.url
+    url = public_url.rstrip("/") + req.path
+    if req.query_string:
+        url += "?" + req.query_string.decode("latin-1")
     return url
 
 
@@ -61,16 +59,20 @@ def twilio_signed(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        ext = current_app.extensions["helpline"]
+        # The app and request themselves, not their proxies: every attribute read through a proxy first fails
+        # the proxy's own lookup (Python builds and drops an AttributeError) before it is forwarded.
+        ext = current_app._get_current_object().extensions["helpline"]
+        req = request._get_current_object()
         if ext.validator is None:
             if ext.insecure:
                 logger.warning("unsigned webhook accepted: development mode without TWILIO_AUTH_TOKEN")
                 return view(*args, **kwargs)
             logger.error("webhook refused: TWILIO_AUTH_TOKEN is not configured")
             abort(403)
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not signature_matches(ext.validator, signed_url(), request.form, signature):
-            logger.warning("webhook refused: bad or missing X-Twilio-Signature for %s", request.path)
+        signature = req.headers.get("X-Twilio-Signature", "")
+        if not signature or not signature_matches(ext.validator, signed_url(ext.settings.public_url, req), req.form,
+                                                  signature):
+            logger.warning("webhook refused: bad or missing X-Twilio-Signature for %s", req.path)
             abort(403)
         return view(*args, **kwargs)
 
