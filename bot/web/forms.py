@@ -41,7 +41,9 @@ class HelplineRequest(Request):
     """Flask's request, its urlencoded forms parsed by :func:`parse_urlencoded` without werkzeug's parser object."""
 
     def _load_form_data(self) -> None:
-        if "form" in self.__dict__ or self.mimetype != URLENCODED or (current_app and current_app.debug):
+        # current_app read once through its proxy, not twice (see bot.web.twilio_adapter.twilio_signed)
+        if ("form" in self.__dict__ or self.mimetype != URLENCODED
+                or (current_app and current_app._get_current_object().debug)):
             return super()._load_form_data()
         stream = self._get_stream_for_parsing()  # limited to the body's length and MAX_CONTENT_LENGTH (413)
         try:

@@ -18,7 +18,7 @@ bp = Blueprint("sms", __name__)
 @twilio_signed
 def inbound_sms():
     """Answer one inbound text with TwiML; the reply goes back on the channel it came from."""
-    ext = current_app._get_current_object().extensions["helpline"]  # not through the proxies (twilio_signed)
+    ext = current_app._get_current_object().extensions["helpline"]  # not through the proxies: see twilio_signed
     try:
         msg = inbound_from_form(request._get_current_object().form, ext.settings.twilio_account_sid)
     except MalformedWebhook as err:
