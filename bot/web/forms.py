@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler used below
 from flask import Request, current_app
 
 # werkzeug's handler for bytes that are not UTF-8 after %-decoding (it keeps them %-quoted).
