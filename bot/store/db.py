@@ -30,6 +30,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager, nullcontext
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -37,6 +38,7 @@ from sqlalchemy import create_engine, event, exc as sa_exc, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.core import states
 from bot.store.flock import poll_flock
 from bot.store.models import Base
 
@@ -290,6 +292,16 @@ def make_engine(url: str) -> Engine:
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+# pysqlite binds an exact str, int, float or bytes as it is and anything else through its adapters: for a
+# member of one of the core's StrEnums (Direction.IN, DecisionKind.CRISIS...: str subclasses) it looks for a
+# registered adapter, then asks its protocol class for ``__adapt__`` (a lookup that fails: Python builds an
+# AttributeError and drops it), then binds the member's text. Adapted by ``str.__str__`` (the member's text as
+# a plain str) the same text is bound without the failed lookup; a text binds 15-30 of them.
+for _kind in vars(states).values():
+    if isinstance(_kind, type) and issubclass(_kind, StrEnum) and _kind is not StrEnum:
+        sqlite3.register_adapter(_kind, str.__str__)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -151,13 +151,15 @@ def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | 
     @app.before_request
     def bound_database_work():
         """Texters' requests get little time for the database (then the core answers); pages get more."""
-        safety = request.path.startswith(SAFETY_PATHS)
+        # The request and g themselves, not their proxies (see bot.web.twilio_adapter.twilio_signed).
+        safety = request._get_current_object().path.startswith(SAFETY_PATHS)
         g.db_deadline = db.push_deadline(STORE_SECONDS if safety else PAGE_DB_SECONDS)
 
     @app.teardown_request
     def unbound_database_work(_exc):
-        if "db_deadline" in g:
-            db.pop_deadline(g.pop("db_deadline"))
+        app_globals = g._get_current_object()
+        if "db_deadline" in app_globals:
+            db.pop_deadline(app_globals.pop("db_deadline"))
     if ext.validator is None:
         if settings.dev:
             logger.warning(INSECURE_BANNER)

@@ -18,9 +18,9 @@ bp = Blueprint("sms", __name__)
 @twilio_signed
 def inbound_sms():
     """Answer one inbound text with TwiML; the reply goes back on the channel it came from."""
-    ext = current_app.extensions["helpline"]
+    ext = current_app._get_current_object().extensions["helpline"]  # not through the proxies: see twilio_signed
     try:
-        msg = inbound_from_form(request.form, ext.settings.twilio_account_sid)
+        msg = inbound_from_form(request._get_current_object().form, ext.settings.twilio_account_sid)
     except MalformedWebhook as err:
         logger.warning("webhook refused: %s", err)
         abort(400)

@@ -9,7 +9,7 @@ import re
 from functools import wraps
 from xml.sax.saxutils import escape
 
-from flask import abort, current_app, request
+from flask import Request, abort, current_app, request
 
 from bot.core.engine import Inbound
 from bot.core.states import Channel
@@ -20,15 +20,13 @@ logger = logging.getLogger(__name__)
 TWIML = "text/xml; charset=utf-8"
 
 
-def signed_url() -> str:
+def signed_url(public_url: str | None, req: Request) -> str:
     """The URL Twilio signed: the configured public base URL, else the (proxy-fixed) request URL."""
-    ext = current_app.extensions["helpline"]
-    base = ext.settings.public_url
-    if not base:
-        return request.url
-    url = base.rstrip("/") + request.path
-    if request.query_string:
-        url += "?" + request.query_string.decode("latin-1")
+    if not public_url:
+        return req.url
+    url = public_url.rstrip("/") + req.path
+    if req.query_string:
+        url += "?" + req.query_string.decode("latin-1")
     return url
 
 
@@ -48,8 +46,11 @@ def signature_matches(validator, url: str, form, signature: str) -> bool:
 def compute_signature(token: bytes, url: str, form) -> str:
     """``RequestValidator.compute_signature(url, form)`` (HMAC-SHA1), the string it signs built with one join
     and signed with one-shot ``hmac.digest``: the URL, then each field name (sorted, once) with each of its
-    distinct values, sorted. A test checks it against Twilio's on forms with repeated and multi-valued fields."""
-    signed = url + "".join([name + value for name in sorted(set(form)) for value in sorted(set(form.getlist(name)))])
+    distinct values, sorted. A test checks it against Twilio's on forms with repeated and multi-valued fields.
+    ``form`` is a werkzeug ``MultiDict`` (``request.form``): its fields are read once, as (name, values) pairs, and
+    a field sent once (all of Twilio's, but media) is not sorted."""
+    signed = url + "".join([name + value for name, values in sorted(form.lists())
+                            for value in (values if len(values) == 1 else sorted(set(values)))])
     return base64.b64encode(hmac.digest(token, signed.encode("utf-8"), "sha1")).decode("ascii")
 
 
@@ -58,16 +59,20 @@ def twilio_signed(view):
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        ext = current_app.extensions["helpline"]
+        # The app and request themselves, not their proxies: every attribute read through a proxy first fails
+        # the proxy's own lookup (Python builds and drops an AttributeError) before it is forwarded.
+        ext = current_app._get_current_object().extensions["helpline"]
+        req = request._get_current_object()
         if ext.validator is None:
             if ext.insecure:
                 logger.warning("unsigned webhook accepted: development mode without TWILIO_AUTH_TOKEN")
                 return view(*args, **kwargs)
             logger.error("webhook refused: TWILIO_AUTH_TOKEN is not configured")
             abort(403)
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not signature_matches(ext.validator, signed_url(), request.form, signature):
-            logger.warning("webhook refused: bad or missing X-Twilio-Signature for %s", request.path)
+        signature = req.headers.get("X-Twilio-Signature", "")
+        if not signature or not signature_matches(ext.validator, signed_url(ext.settings.public_url, req), req.form,
+                                                  signature):
+            logger.warning("webhook refused: bad or missing X-Twilio-Signature for %s", req.path)
             abort(403)
         return view(*args, **kwargs)
 
