@@ -26,6 +26,7 @@ from bot.core.corpus import PICKED, Example, read, read_dir, real_examples, tall
 CORPUS = Path(__file__).parent / "corpus"
 LABELS = Path(__file__).parent / "labels" / "real.tsv"
 ROUND2 = Path(__file__).parent / "labels" / "real-round2.tsv"
+ROUND3 = Path(__file__).parent / "labels" / "real-round3.tsv"
 REAL = real_examples(LABELS)
 NEED_REAL = pytest.mark.skipif(not REAL, reason="../shared/data (the real texts) is absent: real-text figures skipped")
 
@@ -237,11 +238,29 @@ def test_second_round_forum_texts_picked_by_the_model(bot):
 ROUND2_FLOOR = {"crisis_escalated": 0.44, "crisis_paged": 0.16, "routine_escalated_max": 0.15}
 
 
-@pytest.mark.parametrize("path", [LABELS, ROUND2], ids=["real", "round2"])
+@NEED_REAL
+def test_third_round_forum_texts_with_danger_words(bot):
+    """tests/labels/real-round3.tsv: every unlabelled forum text with a danger word (1,004), picked without the
+    model, never trained on: how quiet triage stays on drug talk that sounds dangerous, and what it misses."""
+    texts = real_examples(ROUND3)
+    assert len(texts) == 1004 and {ex.stratum for ex in texts} == {"danger-words"}
+    m = measure(bot, texts)
+    report("forum, third round (danger words)", m)
+    assert m["routine_escalated"] <= ROUND3_ROUTINE["escalated_max"]
+    assert m["routine_paged"] <= ROUND3_ROUTINE["paged_max"]
+
+
+# First look (2026-11-29, fourth session, the triage shipped that day): routine 1/980 escalated, 0 paged; crises
+# 0/11 escalated, reviews 0/13. These texts are what rounds 1 and 2 left: neither the rules nor the model of
+# 2026-11-28 flagged them, so their crises are the real ones triage does not see (README, "Measured").
+ROUND3_ROUTINE = {"escalated_max": 0.005, "paged_max": 0.002}
+
+
+@pytest.mark.parametrize("path", [LABELS, ROUND2, ROUND3], ids=["real", "round2", "round3"])
 def test_the_real_labels_are_double_labelled_and_settled(path):
     from bot.core.corpus import read_real_labels
     rows = read_real_labels(path)
-    assert len(rows) >= 2000
+    assert len(rows) >= 1000
     for r in rows:
         assert r["a_tier"] and r["b_tier"], r["id"]
         agree = (r["a_tier"], r["a_kind"]) == (r["b_tier"], r["b_kind"]) and (

@@ -12,7 +12,7 @@ totals only: every run of this is a look at them, so it is not a tuning tool.
 
 ``--compare``: a candidate (a copy of ``replies/`` with, say, a retrained ``crisis/model.json``)
 beside the shipped content, on the held-out text that is not blind only (the written held-out sets,
-the SMS, the forum's held-out fold and second round): how a retraining is judged before any blind
+the SMS, the forum's held-out fold, second and third rounds): how a retraining is judged before any blind
 set is read.
 
 ``--changes``: the same text, one line per text the candidate reads differently (escalated or
@@ -63,6 +63,7 @@ def corpora(blind: bool = True) -> list[tuple[str, list[Example]]]:
         out.append(("drug-forum texts, held-out fold", [ex for ex in real if ex.source != "sms" and ex.fold == "test"]))
         out.append(("drug-forum texts, second round (picked by the model)",
                     real_examples(TESTS / "labels" / "real-round2.tsv")))
+        out.append(("drug-forum texts, third round (danger words)", real_examples(TESTS / "labels" / "real-round3.tsv")))
     return out
 
 
