@@ -63,7 +63,7 @@ def test_a_model_escalation_of_a_kind_that_pages_pages():
     review = scores(escalate=0.6, page=0.1, emergency=0.9, kind="violence")
     assert combine([], review, TH, 1).severity == Tier.REVIEW
     v = combine([], review, TH, 1, kinds_that_page=kinds)
-    assert (v.severity, v.kind, v.rule) == (Tier.URGENT, "violence", "model.triage")
+    assert (v.severity, v.kind, v.rule) == (Tier.URGENT, "violence", "model.kind")
     assert combine([], scores(escalate=0.6, page=0.1, kind="suicide"), TH, 1, kinds_that_page=kinds).severity == Tier.REVIEW
     assert combine([], scores(escalate=0.4, kind="violence"), TH, 1, kinds_that_page=kinds).severity is None
     denial = hit(tier=Tier.REVIEW, kind=CrisisKind.VIOLENCE, lowered_by="negation")

@@ -55,6 +55,7 @@ from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, quick
 logger = logging.getLogger(__name__)
 
 MODEL = "model.triage"
+MODEL_KIND = "model.kind"  # the model's review raised to a page by its kind (floor.toml model_kinds_that_page)
 
 # Context concepts the engine itself reads (defined as lists in lexicon.toml).
 NEG, HISTORY, NOW, BREAK, OTHER, UNIT = "NEG", "HISTORY", "NOW", "BREAK", "OTHER", "UNIT"
@@ -558,19 +559,20 @@ def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float]
     kept.sort(key=_strength)
     rule_tier = kept[0].severity if kept else None
     model_tier = scores.tier(thresholds) if judged else None
+    by_kind = False
     if model_tier == Tier.REVIEW and rule_tier is None and kinds_that_page:
         if scores.kind is None and detail is not None:
             scores = detail()
         if scores.kind in kinds_that_page:
-            model_tier = Tier.URGENT
+            model_tier, by_kind = Tier.URGENT, True
     if model_tier is not None and pages(model_tier) and scores.words < PAGE_MIN_WORDS:
         model_tier = Tier.REVIEW
     if model_tier is not None and rank(model_tier) > rank(rule_tier):
         if scores.kind is None and detail is not None:
             scores = detail()
         kind = scores.kind or CrisisKind.DISTRESS
-        return Triage(model_tier, MODEL, tuple(kept), kind, scores, tuple(overruled),
-                      other=scores.other >= 0.5)
+        rule = MODEL_KIND if by_kind and pages(model_tier) else MODEL
+        return Triage(model_tier, rule, tuple(kept), kind, scores, tuple(overruled), other=scores.other >= 0.5)
     if rule_tier is None:
         uneasy = bool(overruled) or (scores is not None and scores.escalate >= UNEASY)
         return Triage(None, None, (), None, scores, tuple(overruled), uneasy=uneasy)
