@@ -35,13 +35,14 @@ def main() -> None:
 def serve(host: str, port: int) -> None:
     """Run the web app with Flask's development server (use gunicorn in production)."""
     from bot.staff.dispatcher import start_in_thread
-    from bot.web import InsecureConfiguration, UnmigratedDatabase, create_app
+    from bot.web import InsecureConfiguration, UnmigratedDatabase, create_app, settle_for_serving
     try:
         app = create_app(refuse_insecure=True, background=True)
     except (InsecureConfiguration, UnmigratedDatabase) as exc:
         raise click.ClickException(str(exc))
     ext = app.extensions["helpline"]
     _, stop = start_in_thread(ext.db, ext.settings, ext.helpline.bot.content)
+    settle_for_serving()
     try:
         app.run(host=host, port=port, debug=False, use_reloader=False)
     finally:

@@ -683,3 +683,27 @@ def test_recent_texts_join_a_text_held_for_review_but_stop_at_one_that_paged(db)
             s.add(Message(contact_id=contact.id, direction="in", body=body, severity=severity))
             s.flush()
         assert recent_texts(s, contact.id, start) == ("after the page", "i just took", "a minute later")
+
+
+def test_a_serving_process_freezes_what_it_built():
+    """app.py and `helpline serve` call settle_for_serving once the app is built: what is alive then (content,
+    models, word list) leaves the collector's generations, so full collections stop walking it."""
+    import gc
+    import weakref
+
+    from bot.web import settle_for_serving
+
+    class Node:
+        pass
+
+    gc.unfreeze()
+    node = Node()
+    node.itself = node  # a cycle only the collector frees
+    gone = weakref.ref(node)
+    del node
+    try:
+        settle_for_serving()
+        assert gc.get_freeze_count() > 10_000  # this test process's modules and the app the fixtures built
+        assert gone() is None  # garbage is collected first, not frozen with the rest
+    finally:
+        gc.unfreeze()

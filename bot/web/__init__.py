@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 from datetime import timedelta
@@ -88,6 +89,19 @@ def _require_migrated(db: Database) -> None:
         return
     if behind:
         raise UnmigratedDatabase(f"database schema is not at {migrate.head()}: run 'helpline db upgrade' first")
+
+
+def settle_for_serving() -> None:
+    """Once a serving process has built its app (``app.py``, ``helpline serve``): move everything alive into
+    the collector's permanent generation (``gc.freeze``).
+
+    The content, the crisis and topic models and the word list are a few hundred thousand objects kept for
+    the process's life; the garbage collector's full collections walked all of them each time (in one
+    process, about 40 us a text on average, in pauses of tens of milliseconds). Frozen, they are never
+    walked and never collected; what requests allocate afterwards is collected as before. Not for tests,
+    which build many apps in one process and would keep every one of them."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings | None = None, overrides: Mapping[str, Any] | None = None,
