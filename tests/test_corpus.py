@@ -128,6 +128,9 @@ def holds(m: dict, floor: dict) -> None:
 # (2026-11-29, fourth session), for totals, as the gate of README "Measured" (23), the content before it and after it
 # in one pass: before, 186/195 crises escalated (95.4%), 173 paged (88.7%), 12/231 false escalations (5.2%), 3 false
 # pages (1.3%); with (23), 175 paged (89.7%), the rest the same. Its floor is that first look, as shipped.
+# blind-q (written with blind-p, committed unread) was read first the same session, after (23) shipped, for totals
+# only (a measure of the content as shipped; no choice hung on it): 188/200 crises escalated (94.0%), 178 paged
+# (89.0%), 13/247 false escalations (5.3%), 5 false pages (2.0%). Its floor is that first look.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -145,6 +148,7 @@ BLIND_FLOORS = {
     "blind-n": {"crisis_escalated": 0.955, "crisis_paged": 0.865, "routine_escalated_max": 0.075},
     "blind-o": {"crisis_escalated": 0.92, "crisis_paged": 0.805, "routine_escalated_max": 0.10},
     "blind-p": {"crisis_escalated": 0.95, "crisis_paged": 0.895, "routine_escalated_max": 0.055},
+    "blind-q": {"crisis_escalated": 0.94, "crisis_paged": 0.89, "routine_escalated_max": 0.055},
 }
 
 
