@@ -131,6 +131,11 @@ def holds(m: dict, floor: dict) -> None:
 # blind-q (written with blind-p, committed unread) was read first the same session, after (23) shipped, for totals
 # only (a measure of the content as shipped; no choice hung on it): 188/200 crises escalated (94.0%), 178 paged
 # (89.0%), 13/247 false escalations (5.3%), 5 false pages (2.0%). Its floor is that first look.
+# README "Measured" (24) (2026-11-29, fifth session): the engine pages a text no rule fires on when the page
+# head reaches its threshold, as the trainer chose the thresholds for (it had asked the escalate head alone).
+# On the sets whose looks are spent and the written held-out sets: 14 more crises escalated and paged, 10 more
+# routine texts escalated; the false-escalation floors of blind-g (26/202), -h (13/198), -k (25/227) and
+# written-heldout-2 (103/851) moved up by that one text each.
 BLIND_FLOORS = {
     "blind-a": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.13},
     "blind-b": {"crisis_escalated": 0.95, "crisis_paged": 0.86, "routine_escalated_max": 0.09},
@@ -138,11 +143,11 @@ BLIND_FLOORS = {
     "blind-d": {"crisis_escalated": 0.96, "crisis_paged": 0.91, "routine_escalated_max": 0.09},
     "blind-e": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.105},
     "blind-f": {"crisis_escalated": 0.93, "crisis_paged": 0.87, "routine_escalated_max": 0.125},
-    "blind-g": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.125},
-    "blind-h": {"crisis_escalated": 0.96, "crisis_paged": 0.87, "routine_escalated_max": 0.065},
+    "blind-g": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.13},
+    "blind-h": {"crisis_escalated": 0.96, "crisis_paged": 0.87, "routine_escalated_max": 0.07},
     "blind-i": {"crisis_escalated": 0.96, "crisis_paged": 0.92, "routine_escalated_max": 0.07},
     "blind-j": {"crisis_escalated": 0.915, "crisis_paged": 0.85, "routine_escalated_max": 0.07},
-    "blind-k": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.11},
+    "blind-k": {"crisis_escalated": 0.97, "crisis_paged": 0.90, "routine_escalated_max": 0.115},
     "blind-l": {"crisis_escalated": 0.895, "crisis_paged": 0.815, "routine_escalated_max": 0.085},
     "blind-m": {"crisis_escalated": 0.93, "crisis_paged": 0.84, "routine_escalated_max": 0.02},
     "blind-n": {"crisis_escalated": 0.955, "crisis_paged": 0.865, "routine_escalated_max": 0.075},
@@ -179,7 +184,7 @@ BLIND_FLOORS = {
 WRITTEN_HELDOUT_FLOORS = {
     "probe-2": {"crisis_escalated": 0.90, "crisis_paged": 0.82, "routine_escalated_max": 0.085},
     "written-heldout": {"crisis_escalated": 0.905, "crisis_paged": 0.79, "routine_escalated_max": 0.10},
-    "written-heldout-2": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.12},
+    "written-heldout-2": {"crisis_escalated": 0.96, "crisis_paged": 0.89, "routine_escalated_max": 0.125},
     "written-heldout-3": {"crisis_escalated": 0.935, "crisis_paged": 0.84, "routine_escalated_max": 0.075},
 }
 FLOORS = {**BLIND_FLOORS, **WRITTEN_HELDOUT_FLOORS}

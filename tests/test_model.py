@@ -115,6 +115,34 @@ def model() -> TriageModel:
     return loaded
 
 
+def test_a_text_no_rule_fires_on_gets_the_verdict_of_its_full_scores(bot):
+    """triage_tokens() skips the full scores of a text no rule fires on when neither head that can raise
+    it alone (escalate, page: Scores.tier, the trainer's tiers()) reaches its threshold; the shortcut
+    must never change a verdict. Over the written held-out text, each such text gets combine()'s tier
+    from its full scores; among them are texts whose page head pages while their escalate head stays
+    under its threshold (the shortcut once asked the escalate head alone and left them routine)."""
+    from bot.core.corpus import read_dir
+    from bot.core.triage import MARKS
+    triager = bot.triager
+    model, th = triager.model, triager.model.thresholds
+    checked = page_alone = 0
+    for name in ("written-heldout", "written-heldout-3"):
+        for ex in read_dir(REPO / "tests" / "corpus" / name):
+            tokens = triager.index.tokens(ex.text)
+            hits, extra = triager.read(tokens)
+            words = [t for t in tokens if t not in MARKS]
+            if hits or len(words) < model.min_words:
+                continue
+            full = model.scores(words, extra)
+            want = combine([], full, th, model.min_words, kinds_that_page=triager.kinds_that_page)
+            assert triager.triage_tokens(tokens).severity == want.severity, ex.text
+            checked += 1
+            page_alone += full.escalate < th["escalate"] and full.page >= th["page"] and want.pages
+    assert checked > 1000 and page_alone >= 3, (checked, page_alone)
+    v = triager.triage("gonna do it now. bye")  # written-heldout: escalate 0.46, page 0.70
+    assert v.pages and v.rule == "model.triage" and v.kind == "suicide"
+
+
 def test_a_model_file_is_parsed_once_per_content_and_again_when_it_changes(model, tmp_path):
     from bot.core.topics import TopicModel
     copy = tmp_path / "model.json"
@@ -217,7 +245,7 @@ def test_pure_python_features_and_scores_match_scikit_learn(model):
         doc = model_text(tokens)
         x = hstack([char.transform([doc]), word.transform([doc]), rule.transform([" ".join(extra)])]).toarray()[0]
         want = x @ weights + np.array([data["intercepts"][h] for h in heads])
-        got = model._logits(doc.split(), extra, pairs=len(heads))
+        got = model._logits(doc.split(), extra, len(heads))
         assert np.allclose(got, want, atol=1e-6), text
 
 

@@ -68,6 +68,8 @@ def test_block_sums_are_the_python_sums_over_the_feature_set(triager):
             want = [first.real, *(sequential(block.rows[i, 1 + h] for i in feats) for h in range(1, heads))]
             norm, got = block.sums(feats, heads)
             assert norm == math.sqrt(first.imag) and got == want, text
+            # The gate's two heads (escalate, page): the same doubles as the first two of all of them.
+            assert block.sums(feats, 2) == (norm, want[:2]), text
             checked += 1
     assert checked > 100
 

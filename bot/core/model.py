@@ -378,14 +378,14 @@ class TriageModel:
         get = self.rule.index.get
         return chars, found, {i for i in map(get, extra) if i is not None}
 
-    def _logits(self, words: list[str], extra: Iterable[str], pairs: int,
+    def _logits(self, words: list[str], extra: Iterable[str], count: int,
                 feats: tuple[set[int], set[int], set[int]] | None = None) -> list[float]:
-        """Logits of the first 1 + 2 * ``pairs`` heads (escalate; page, emergency; other, kinds...).
+        """Logits of the first ``count`` heads (escalate, page, emergency, other, kinds...).
 
         ``feats``: :meth:`read`'s features of these same words and extra tokens, when known.
         """
         chars, found, rules = self.read(words, extra) if feats is None else feats
-        count = min(1 + 2 * pairs, len(self.heads))
+        count = min(count, len(self.heads))
         out = list(self.intercepts[:count])
         for block, present in ((self.char, chars), (self.word, found), (self.rule, rules)):
             norm, heads = block.sums(present, count)
@@ -404,7 +404,16 @@ class TriageModel:
 
         ``feats``: :meth:`read`'s features of the same text, when the caller already has them.
         """
-        return self._calibrated("escalate", self._logits(model_words(tokens), extra, pairs=0, feats=feats)[0])
+        return self._calibrated("escalate", self._logits(model_words(tokens), extra, 1, feats=feats)[0])
+
+    def gate(self, tokens: Iterable[str], extra: Iterable[str] = (),
+             feats: tuple[set[int], set[int], set[int]] | None = None) -> tuple[float, float]:
+        """(escalate, page) probabilities: the two heads that say whether a text with no rule hit can
+        be anything but routine. Either may say so alone (:meth:`Scores.tier`): the page head is not
+        a second step after the escalate head, and the thresholds were chosen with each on its own.
+        """
+        esc, page = self._logits(model_words(tokens), extra, 2, feats=feats)
+        return self._calibrated("escalate", esc), self._calibrated("page", page)
 
     def scores(self, tokens: Iterable[str], extra: Iterable[str] = (), detail: bool = True,
                feats: tuple[set[int], set[int], set[int]] | None = None) -> Scores:
@@ -415,7 +424,7 @@ class TriageModel:
         ``feats``: :meth:`read`'s features of the same text, when the caller already has them.
         """
         words = model_words(tokens)
-        logits = self._logits(words, extra, pairs=len(self.heads) if detail else 1, feats=feats)
+        logits = self._logits(words, extra, len(self.heads) if detail else 3, feats=feats)
         if not detail:
             return Scores(*(self._calibrated(h, z) for h, z in zip(BINARY_HEADS[:3], logits)), 0.0, None, 0.0,
                           len(words))

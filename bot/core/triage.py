@@ -49,7 +49,7 @@ from typing import Callable, Iterable, Mapping
 from bot.core.content import Content, Rule
 from bot.core.normalize import BOUNDARY, CLAUSE, MARKS
 from bot.core.phrases import Found, PhraseIndex, load_real_words
-from bot.core.model import Scores, TriageModel
+from bot.core.model import NEVER, Scores, TriageModel
 from bot.core.states import KIND_PRIORITY, TIERS, CrisisKind, Tier, pages, quick_init, rank
 
 logger = logging.getLogger(__name__)
@@ -412,8 +412,12 @@ class Triager:
         # The text's features, read once for every head asked below.
         feats = model.read(words, extra)
         if not hits:
-            p = model.escalate_p(words, extra, feats)
-            if p < th["escalate"]:  # the common case: one cheap head says nothing to do
+            # The common case: the two heads that can escalate a text on their own both say nothing
+            # to do. The page head pages without the escalate head (Scores.tier, and the trainer's
+            # tiers(), which chose the thresholds): gating on the escalate head alone turned away
+            # texts the page head was sure of ("gonna do it now. bye": escalate 0.46, page 0.70).
+            p, page = model.gate(words, extra, feats)
+            if p < th["escalate"] and page < th["page"] and p < th.get("sure", NEVER):
                 return UNEASY_ROUTINE if p >= UNEASY else ROUTINE
 
         def local(window: tuple[str, ...]) -> Scores:
