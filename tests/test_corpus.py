@@ -131,6 +131,10 @@ def holds(m: dict, floor: dict) -> None:
 # blind-q (written with blind-p, committed unread) was read first the same session, after (23) shipped, for totals
 # only (a measure of the content as shipped; no choice hung on it): 188/200 crises escalated (94.0%), 178 paged
 # (89.0%), 13/247 false escalations (5.3%), 5 false pages (2.0%). Its floor is that first look.
+# blind-r (written with blind-s the fourth session, two fresh writers a set, one language each; committed unread) was read first the
+# session after (2026-11-29, fifth session), for totals only, with the content as shipped after (24) (a measure,
+# no choice hung on it): 186/200 crises escalated (93.0%), 178 paged (89.0%), 11/243 false escalations (4.5%),
+# 3 false pages (1.2%); English 92/100, 87, 6/121; Spanish 94/100, 91, 5/122. Its floor is that first look.
 # README "Measured" (24) (2026-11-29, fifth session): the engine pages a text no rule fires on when the page
 # head reaches its threshold, as the trainer chose the thresholds for (it had asked the escalate head alone).
 # On the sets whose looks are spent and the written held-out sets: 14 more crises escalated and paged, 10 more
@@ -154,6 +158,7 @@ BLIND_FLOORS = {
     "blind-o": {"crisis_escalated": 0.92, "crisis_paged": 0.805, "routine_escalated_max": 0.10},
     "blind-p": {"crisis_escalated": 0.95, "crisis_paged": 0.895, "routine_escalated_max": 0.055},
     "blind-q": {"crisis_escalated": 0.94, "crisis_paged": 0.89, "routine_escalated_max": 0.055},
+    "blind-r": {"crisis_escalated": 0.93, "crisis_paged": 0.89, "routine_escalated_max": 0.05},
 }
 
 
