@@ -135,6 +135,11 @@ def holds(m: dict, floor: dict) -> None:
 # session after (2026-11-29, fifth session), for totals only, with the content as shipped after (24) (a measure,
 # no choice hung on it): 186/200 crises escalated (93.0%), 178 paged (89.0%), 11/243 false escalations (4.5%),
 # 3 false pages (1.2%); English 92/100, 87, 6/121; Spanish 94/100, 91, 5/122. Its floor is that first look.
+# blind-s (written with blind-r, committed unread) was read first the same session, once, for totals, as the gate of
+# README "Measured" (26) (the content before it and after it in one pass; it ships if routine lines newly escalated
+# are no more than crises newly escalated or paged): both the same, 188/198 crises escalated (94.9%), 171 paged
+# (86.4%), 15/241 false escalations (6.2%), 6 false pages (2.5%); English 92/100, 81, 6/121; Spanish 96/98, 90, 9/120.
+# Its floor is that first look.
 # README "Measured" (24) (2026-11-29, fifth session): the engine pages a text no rule fires on when the page
 # head reaches its threshold, as the trainer chose the thresholds for (it had asked the escalate head alone).
 # On the sets whose looks are spent and the written held-out sets: 14 more crises escalated and paged, 10 more
@@ -159,6 +164,7 @@ BLIND_FLOORS = {
     "blind-p": {"crisis_escalated": 0.95, "crisis_paged": 0.895, "routine_escalated_max": 0.055},
     "blind-q": {"crisis_escalated": 0.94, "crisis_paged": 0.89, "routine_escalated_max": 0.055},
     "blind-r": {"crisis_escalated": 0.93, "crisis_paged": 0.89, "routine_escalated_max": 0.05},
+    "blind-s": {"crisis_escalated": 0.945, "crisis_paged": 0.86, "routine_escalated_max": 0.065},
 }
 
 

@@ -29,6 +29,9 @@ LABELS = REPO / "tests" / "labels" / "real.tsv"
 OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3", "probe", "probe-2", "written-more",
              "floor-probe")
 TEXT_SETS = ("dev", "dev2", "heldout")
+# The blind sets whose looks are spent, development text for the floor rules of README "Measured" (26): no floor rule
+# may fire on their routine lines either, and the floor only raises their verdicts.
+SPENT_BLIND = tuple(f"blind-{c}" for c in "abcdefghijklmno")
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +47,8 @@ def without_floor(tmp_path_factory) -> Triager:
     return Triager(load(copy))
 
 
-def _open_examples():
-    for name in OPEN_SETS:
+def _open_examples(spent: bool = False):
+    for name in OPEN_SETS + (SPENT_BLIND if spent else ()):
         yield from read_dir(CORPUS / name)
     for name in TEXT_SETS:
         for path in sorted((CORPUS / name).glob("*.txt")):
@@ -79,7 +82,7 @@ def test_a_floor_rule_only_raises_a_verdict(with_floor, without_floor):
     differs only where a floor rule fired or the model alone escalated a kind that pages
     (``model_kinds_that_page``: then from review to urgent, with no rule hit kept)."""
     raised_by_kind = 0
-    for ex in _open_examples():
+    for ex in _open_examples(spent=True):
         a, b = with_floor.triage(ex.text), without_floor.triage(ex.text)
         if any(h.floor for h in a.hits):
             assert rank(a.severity) >= rank(b.severity), ex.text[:60]
@@ -95,7 +98,12 @@ def test_floor_rules_fire_on_no_routine_text(with_floor):
     sets, and no real everyday SMS or routine forum text (when ../shared/data is here), fires one."""
     fired = [ex.text[:60] for ex in _open_examples()
              if ex.label == "routine" and any(h.floor for h in with_floor.triage(ex.text).hits)]
-    real = real_examples(LABELS)
+    # The spent blind sets: no floor rule pages a routine line (one of 2026-11-29's, suicide.thoughts_of_self, reads
+    # "I used to think about killing myself every day when I was on..." at review, lowered by "used to").
+    fired += [ex.text[:60] for name in SPENT_BLIND for ex in read_dir(CORPUS / name) if ex.label == "routine"
+              and any(h.floor and rank(h.severity) >= rank("urgent") for h in with_floor.triage(ex.text).hits)]
+    real = [*real_examples(LABELS), *real_examples(LABELS.with_name("real-round2.tsv")),
+            *real_examples(LABELS.with_name("real-round3.tsv"))]
     fired += [ex.id for ex in real if ex.label == "routine" and any(h.floor for h in with_floor.triage(ex.text).hits)]
     sms = {i: t for i, t in real_texts(DATA_DIR).items() if i.startswith("sms-")}
     fired += [i for i, t in sms.items() if any(h.floor for h in with_floor.triage(t).hits)]
@@ -115,6 +123,21 @@ ORDINARY = [
     "long pauses between doses of my meds", "me pesa el pecho por la ansiedad, puedo tomar mi clonazepam?",
     "i drank coffee with my meds, is that ok?", "im drinking water, can i take my valium",
     "my son ate, then took his meds", "my daughter ate lunch before her pills",
+    # README "Measured" (26)
+    "thanks for trying, bye!", "thanks for trying to get me in, I'll tell my mom to call you",
+    "thank you for trying with my insurance, I'll call them tomorrow",
+    "I gave my dog to my sister while I'm in detox, where I'm going there are no pets",
+    "gave my old pills to the pharmacy take back, wont need them anymore",
+    "my affairs are in order and my will is done, now I just want to get off valium",
+    "he is blue about losing the game lol", "she's been feeling blue since her dog died",
+    "grabbed the cat by the neck to put her in the carrier", "my dad hits the gym every day",
+    "my buddy hits me up every friday", "my bf hits my vape all day", "mi papa me pega unos sustos jaja",
+    "he pushed me to go to rehab", "abri el gas para cocinar", "turned on the gas stove to make tea",
+    "I bite my nails until they bleed when I'm anxious", "me muerdo las unas cuando estoy nerviosa",
+    "is quitting valium with no taper dangerous?", "what happens if you stop valium with no taper",
+    "can i stop xanax with no taper if i only took it a month", "es seguro dejar el clonazepam asi nomas?",
+    "my doctor went from 10mg to 5mg", "I don't see myself here long term, can I do outpatient?",
+    "woke up disappointed it was monday",
 ]
 
 

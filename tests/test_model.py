@@ -77,6 +77,22 @@ def test_a_model_escalation_of_a_kind_that_pages_pages():
     assert v.severity == Tier.URGENT and asked == [1]
 
 
+def test_a_floor_rules_weak_hit_never_keeps_a_kind_that_pages_from_paging():
+    """A floor rule only raises. A weak hit (a typo-corrected match) the model lowers to review is a kept rule hit,
+    which keeps a model escalation of a kind that pages at review; from a floor rule it must not (blind R lost a
+    page so before README "Measured" (26) shipped), from any other rule it still does."""
+    from dataclasses import replace
+    kinds = frozenset({"self_harm"})
+    review = scores(escalate=0.65, page=0.1, kind="self_harm")
+    weak = hit("f.x", Tier.URGENT, CrisisKind.SELF_HARM, weak=True)
+    assert combine([weak], review, TH, 1, kinds_that_page=kinds).severity == Tier.REVIEW
+    v = combine([replace(weak, floor=True)], review, TH, 1, kinds_that_page=kinds)
+    assert (v.severity, v.rule) == (Tier.URGENT, "model.kind")
+    # A floor hit that raises keeps its own verdict.
+    v = combine([replace(hit("f.y", Tier.EMERGENCY, CrisisKind.OVERDOSE), floor=True)], review, TH, 1, kinds_that_page=kinds)
+    assert (v.severity, v.rule) == (Tier.EMERGENCY, "f.y")
+
+
 def test_a_model_all_but_sure_a_human_is_needed_pages_even_when_its_page_head_is_unsure():
     """``sure``: the escalate head at or above it pages (urgent, or emergency by the emergency head) and
     keeps a weak rule hit's page; without ``sure`` in the thresholds (older model files) it never does."""

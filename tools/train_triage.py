@@ -340,22 +340,27 @@ class RuleView:
     """The rules' hits: per text the strongest floor tier; per weak hit its text, tier and window."""
 
     strong: np.ndarray  # per row: rank of the strongest floor hit (0 = none)
+    strong_core: np.ndarray  # per row: the same without crisis/floor.toml's rules
     row: np.ndarray  # per weak hit: its row
     rank: np.ndarray  # per weak hit: its tier's rank
     local: np.ndarray  # per weak hit: judged on its window (a long text)
     docs: list[str]  # per weak hit: the window's model text ("" when judged on the whole text)
     extras: list[str]  # per weak hit: the rules' reading of the window
     negated: np.ndarray  # per weak hit: the model may lower it to review but not drop it (kept_at_review)
+    floor: np.ndarray  # per weak hit: a rule of crisis/floor.toml (which only raises: see combine())
 
 
 def rule_view(triager: Triager, rows: list[Row]) -> tuple[RuleView, list]:
     hits = [triager.rule_hits(triager.index.tokens(r.text)) for r in rows]
     strong = np.array([max([rank(h.severity) for h in hs if not h.weak] or [0]) for hs in hits])
+    strong_core = np.array([max([rank(h.severity) for h in hs if not h.weak and not h.floor] or [0]) for hs in hits])
     weak = [(i, h) for i, hs in enumerate(hits) for h in hs if h.weak]
-    view = RuleView(strong, np.array([i for i, _ in weak], dtype=int), np.array([rank(h.severity) for _, h in weak]),
+    view = RuleView(strong, strong_core, np.array([i for i, _ in weak], dtype=int),
+                    np.array([rank(h.severity) for _, h in weak]),
                     np.array([bool(h.window) for _, h in weak]), [" ".join(h.window) for _, h in weak],
                     [" ".join(triager.read(list(h.window))[1]) if h.window else "" for _, h in weak],
-                    np.array([kept_at_review(h) for _, h in weak], dtype=bool))
+                    np.array([kept_at_review(h) for _, h in weak], dtype=bool),
+                    np.array([h.floor for _, h in weak], dtype=bool))
     return view, hits
 
 
@@ -380,7 +385,10 @@ def with_kind(p: dict[str, np.ndarray], oof: dict[str, np.ndarray]) -> dict[str,
 
 def tiers(view: RuleView, p: dict[str, np.ndarray], ph: dict[str, np.ndarray], words: np.ndarray,
           th: dict) -> np.ndarray:
-    """combine() for every row at once (ranks 0-3); checked against combine() itself below."""
+    """combine() for every row at once (ranks 0-3); checked against combine() itself below.
+
+    As in combine(), a floor rule only raises: each row's tier is the higher of its tier with every hit
+    and its tier without crisis/floor.toml's hits."""
     judged = words >= th["min_words"]
     eff = view.rank.copy()
     ok = judged[view.row]
@@ -389,17 +397,23 @@ def tiers(view: RuleView, p: dict[str, np.ndarray], ph: dict[str, np.ndarray], w
     eff[drop & view.negated] = 1
     sure = th.get("sure", NEVER)
     eff[ok & ~drop & (eff >= 2) & (ph["page"] < th["page"]) & (ph["escalate"] < sure)] = 1
-    weak = np.zeros(len(words), dtype=int)
-    np.maximum.at(weak, view.row, eff)
-    rule = np.maximum(view.strong, weak)
     paged = (p["page"] >= th["page"]) | (p["escalate"] >= sure)
     model = np.where(paged, np.where(p["emergency"] >= th["emergency"], 3, 2),
                      np.where(p["escalate"] >= th["escalate"], 1, 0))
-    if "kind" in p:  # a model escalation of a kind that pages, where no rule hit is kept
-        model[(model == 1) & (rule == 0) & PAGING_KINDS[p["kind"]]] = 2
-    model[(model >= 2) & (words < PAGE_MIN_WORDS)] = 1
-    model[~judged] = 0
-    return np.maximum(rule, model)
+    paging_kind = PAGING_KINDS[p["kind"]] if "kind" in p else np.zeros(len(words), dtype=bool)
+
+    def final(strong: np.ndarray, counted: np.ndarray) -> np.ndarray:
+        weak = np.zeros(len(words), dtype=int)
+        np.maximum.at(weak, view.row[counted], eff[counted])
+        rule = np.maximum(strong, weak)
+        m = model.copy()
+        m[(m == 1) & (rule == 0) & paging_kind] = 2  # a model escalation of a kind that pages, no rule hit kept
+        m[(m >= 2) & (words < PAGE_MIN_WORDS)] = 1
+        m[~judged] = 0
+        return np.maximum(rule, m)
+
+    every = final(view.strong, np.ones(len(view.row), dtype=bool))
+    return np.maximum(every, final(view.strong_core, ~view.floor))
 
 
 def _in_group(groups: np.ndarray, g: str) -> np.ndarray:

@@ -545,7 +545,23 @@ def combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float]
     someone else) when ``scores`` lacks them and the model sets the tier. ``kinds_that_page``
     (crisis/floor.toml): when the model alone escalates a text (no rule hit kept) and reads its kind as
     one of these, the text pages (urgent): the clinic's tiers have no same-day level for them.
+
+    A floor rule (crisis/floor.toml) only raises: the verdict is never below the one its hits' absence
+    would give. (A weak floor hit the model lowered to review is a kept rule hit, so on its own it would
+    keep the model's review of a kind that pages from paging.)
     """
+    verdict = _combine(hits, scores, thresholds, min_words, local, detail, kinds_that_page)
+    if any(h.floor for h in hits):
+        core = _combine([h for h in hits if not h.floor], scores, thresholds, min_words, local, detail, kinds_that_page)
+        if rank(core.severity) > rank(verdict.severity):
+            return core
+    return verdict
+
+
+def _combine(hits: list[Hit], scores: Scores | None, thresholds: dict[str, float], min_words: int,
+             local: Callable[[tuple[str, ...]], Scores] | None, detail: Callable[[], Scores] | None,
+             kinds_that_page: frozenset[str]) -> Triage:
+    """:func:`combine` for one set of hits."""
     kept: list[Hit] = []
     overruled: list[Hit] = []
     judged = scores is not None and scores.words >= min_words
