@@ -211,6 +211,20 @@ def test_text_written_blind_holds_its_floor(bot, name):
     holds(m, FLOORS[name])
 
 
+
+# tests/corpus/everyday-es (2026-11-29, fifth session): 1,191 ordinary Spanish texts by four fresh writers (Mexican and
+# Central American, Caribbean and South American, Spanglish, older and formal voices): chatter with its figures of speech,
+# questions to the clinic, ordinary medicine talk; nothing a counsellor would act on. Written to be learned from (README
+# "Measured" (28), which failed), then kept as a measure: the Spanish counterpart of the everyday SMS, which are all
+# English. The shipped triage escalates 98 (8.2%) and pages 36 (3.0%), against the 3% and 0.2% for everyday
+# SMS: a floor at today's figures, so that nothing makes it worse unnoticed.
+def test_spanish_everyday_text_holds_its_false_alarm_floor(bot):
+    examples = read_dir(CORPUS / "everyday-es")
+    assert len(examples) >= 1100 and {ex.label for ex in examples} == {"routine"} and {ex.lang for ex in examples} == {"es"}
+    m = measure(bot, examples)
+    report("everyday-es", m)
+    assert m["routine_escalated"] <= 0.085 and m["routine_paged"] <= 0.031, m
+
 # --- real texts ----------------------------------------------------------------------------------------
 
 @NEED_REAL
