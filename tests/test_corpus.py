@@ -239,6 +239,21 @@ def test_everyday_sms_is_left_alone(bot):
 
 
 @NEED_REAL
+def test_everyday_sms_never_trained_on(bot):
+    """The 687 SMS of the held-out fold on their own: the target (0.2% paged) is missed there (3 paged, 0.44%;
+    README "Measured" (31)), so this is a floor at today's figures, not the target."""
+    sms = [ex for ex in REAL if ex.source == "sms" and ex.fold == "test"]
+    assert len(sms) == 687
+    m = measure(bot, [Example("routine", ex.text, "sms", ex.line) for ex in sms])
+    report("sms (held-out fold)", m)
+    assert m["routine_escalated"] <= TARGETS["sms"]["escalated_max"]
+    assert m["routine_paged"] <= SMS_HELD_OUT_PAGED_FLOOR, m
+
+
+SMS_HELD_OUT_PAGED_FLOOR = 0.0044  # 3 of 687
+
+
+@NEED_REAL
 def test_held_out_drug_forum_text(bot):
     forum = [ex for ex in REAL if ex.source != "sms" and ex.fold == "test"]
     m = measure(bot, forum)
