@@ -79,7 +79,8 @@ PLAIN_SAMPLE = 4000
 # their population; the emergency threshold, which only tells emergency from urgent, uses them).
 # Tried 2026-11-29 and not shipped (README, "Measured"); off, the shipped model's training.
 RETIRED = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blind-g", "blind-h",
-           "blind-i", "blind-j", "blind-k", "written-heldout-2", "written-heldout-3", "probe", "written-more")
+           "blind-i", "blind-j", "blind-k", "blind-l", "blind-m", "blind-n", "blind-o", "blind-p", "blind-q",
+           "blind-r", "blind-s", "written-heldout-2", "written-heldout-3", "probe", "written-more")
 LEARN_RETIRED = False
 # --sure: choose a "sure" threshold too (choose_sure); tried 2026-11-29, not shipped (README, "Measured" (15)).
 SURE = False
