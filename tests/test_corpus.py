@@ -225,6 +225,18 @@ def test_spanish_everyday_text_holds_its_false_alarm_floor(bot):
     report("everyday-es", m)
     assert m["routine_escalated"] <= 0.085 and m["routine_paged"] <= 0.031, m
 
+# tests/corpus/everyday-en (2026-11-29, sixth session): 1,190 ordinary English personal texts by three fresh writers
+# (15-30-year-olds; working adults and parents; older adults and those who text them), chatter with its figures of
+# speech, cancelled plans, everyday medicine talk. Written to be learned from (README "Measured" (36), which failed),
+# then kept as a measure beside everyday-es. The shipped triage escalates 43 (3.6%) and pages 10 (0.8%): a floor.
+def test_english_everyday_text_holds_its_false_alarm_floor(bot):
+    examples = read_dir(CORPUS / "everyday-en")
+    assert len(examples) >= 1100 and {ex.label for ex in examples} == {"routine"} and {ex.lang for ex in examples} == {"en"}
+    m = measure(bot, examples)
+    report("everyday-en", m)
+    assert m["routine_escalated"] <= 0.037 and m["routine_paged"] <= 0.0085, m
+
+
 # --- real texts ----------------------------------------------------------------------------------------
 
 @NEED_REAL

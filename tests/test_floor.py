@@ -26,9 +26,10 @@ LABELS = REPO / "tests" / "labels" / "real.tsv"
 # the floor rules of 2026-11-29 were found on; "probe-2" and "written-more" were written the session after.
 # "floor-probe" (the session after that): one more writer's 120 emergencies of the kinds the floor rules of README
 # "Measured" (19) cover and 120 ordinary texts with the same words, written from a list of the kinds, not the rules.
-# "everyday-es" (fifth session): 1,191 ordinary Spanish texts, README "Measured" (28).
+# "everyday-es" (fifth session): 1,191 ordinary Spanish texts, README "Measured" (28); "everyday-en" (sixth): 1,190
+# ordinary English personal texts, "Measured" (36).
 OPEN_SETS = ("written", "written-heldout", "written-heldout-2", "written-heldout-3", "probe", "probe-2", "written-more",
-             "floor-probe", "everyday-es")
+             "floor-probe", "everyday-es", "everyday-en")
 TEXT_SETS = ("dev", "dev2", "heldout")
 # The blind sets whose looks are spent, development text for the floor rules of README "Measured" (26): no floor rule
 # may fire on their routine lines either, and the floor only raises their verdicts.

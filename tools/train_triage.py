@@ -82,6 +82,10 @@ RETIRED = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "bl
            "blind-i", "blind-j", "blind-k", "blind-l", "blind-m", "blind-n", "blind-o", "blind-p", "blind-q",
            "blind-r", "blind-s", "written-heldout-2", "written-heldout-3", "probe", "written-more")
 LEARN_RETIRED = False
+# --everyday: everyday personal texts written blind (README "Measured" (36)), learned from as routine (group
+# "everyday": weight 1, never counted in the figures or ceilings). Tried and not shipped unless the README says so.
+EVERYDAY = ("everyday-en",)
+LEARN_EVERYDAY = False
 # --sure: choose a "sure" threshold too (choose_sure); tried 2026-11-29, not shipped (README, "Measured" (15)).
 SURE = False
 RECHOOSE = False  # --rechoose: ignore the previous model's thresholds (thresholds_for)
@@ -183,6 +187,9 @@ def training_rows(triager: Triager, data_dir: Path) -> tuple[list[Row], dict]:
     for name in RETIRED if LEARN_RETIRED else ():
         for ex in read_dir(CORPUS / name):
             add(ex, "retired")
+    for name in EVERYDAY if LEARN_EVERYDAY else ():
+        for ex in read_dir(CORPUS / name):
+            add(ex, "everyday")
     for name in ("dev", "dev2", "heldout"):
         for path in sorted((CORPUS / name).glob("*.txt")):
             for ex in read(path):
@@ -219,7 +226,7 @@ def digest(paths: list[Path]) -> str:
 
 def training_files() -> list[Path]:
     """The repository files the model is trained from (real texts are outside, named by id in LABELS)."""
-    sets = ("written", *RETIRED) if LEARN_RETIRED else ("written",)
+    sets = ("written", *(RETIRED if LEARN_RETIRED else ()), *(EVERYDAY if LEARN_EVERYDAY else ()))
     files = [p for name in sets for p in sorted((CORPUS / name).glob("*.jsonl"))]
     for name in ("dev", "dev2", "heldout"):
         files += sorted((CORPUS / name).glob("*.txt"))
@@ -701,7 +708,7 @@ def rethreshold(dump: str, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global SEED, TOL, LEARN_RETIRED, RECHOOSE, SURE, PAGING_KINDS
+    global SEED, TOL, LEARN_RETIRED, LEARN_EVERYDAY, PLAIN_SAMPLE, RECHOOSE, SURE, PAGING_KINDS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--data", default=str(DATA_DIR), help="folder with the real texts (../shared/data)")
@@ -723,6 +730,10 @@ def main(argv: list[str] | None = None) -> int:
                          "their figures averaged (see choose_thresholds)")
     ap.add_argument("--retired", action="store_true",
                     help="learn from the spent blind sets too (RETIRED), without counting them in the figures")
+    ap.add_argument("--everyday", action="store_true",
+                    help="learn from the everyday personal texts written blind (EVERYDAY), uncounted in the figures")
+    ap.add_argument("--plain", type=int, default=None, metavar="N",
+                    help="learn from N plain forum comments instead of PLAIN_SAMPLE (more than exist: all of them)")
     ap.add_argument("--rechoose", action="store_true",
                     help="choose the thresholds anew even where the previous model's still hold (see thresholds_for)")
     ap.add_argument("--sure", action="store_true",
@@ -733,6 +744,9 @@ def main(argv: list[str] | None = None) -> int:
                          "different seed shows how far a retrain moves the figures by chance")
     args = ap.parse_args(argv)
     SEED, TOL, LEARN_RETIRED, RECHOOSE, SURE = args.seed, args.tol, args.retired, args.rechoose, args.sure
+    LEARN_EVERYDAY = args.everyday
+    if args.plain is not None:
+        PLAIN_SAMPLE = args.plain
     previous = None if RECHOOSE else previous_thresholds(Path(args.out))  # read before it is overwritten
     started = time.time()
     for spec in args.ceiling:
