@@ -5,7 +5,8 @@ Writes ``replies/crisis/model.json`` (read by :mod:`bot.core.model`). Needs the 
 Deterministic: the same repository and data give the same file.
 
 Data (never the blind sets ``tests/corpus/blind*`` or ``topics-blind``, never the real ``test`` fold;
-with ``--retired``, an experiment not shipped, the spent ones in :data:`RETIRED` too):
+with ``--retired``, an experiment not shipped, the spent ones in :data:`RETIRED` too; with ``--everyday``, another,
+the everyday personal texts of :data:`EVERYDAY`):
 
 - real texts labelled by two labellers and a third where they disagreed (``tests/labels/real.tsv``,
   fold ``train``): drug-forum comments and titles, everyday SMS;
