@@ -212,29 +212,26 @@ def test_text_written_blind_holds_its_floor(bot, name):
 
 
 
-# tests/corpus/everyday-es (2026-11-29, fifth session): 1,191 ordinary Spanish texts by four fresh writers (Mexican and
-# Central American, Caribbean and South American, Spanglish, older and formal voices): chatter with its figures of speech,
-# questions to the clinic, ordinary medicine talk; nothing a counsellor would act on. Written to be learned from (README
-# "Measured" (28), which failed), then kept as a measure: the Spanish counterpart of the everyday SMS, which are all
-# English. The shipped triage escalates 98 (8.2%) and pages 36 (3.0%), against the 3% and 0.2% for everyday
-# SMS: a floor at today's figures, so that nothing makes it worse unnoticed.
-def test_spanish_everyday_text_holds_its_false_alarm_floor(bot):
-    examples = read_dir(CORPUS / "everyday-es")
-    assert len(examples) >= 1100 and {ex.label for ex in examples} == {"routine"} and {ex.lang for ex in examples} == {"es"}
-    m = measure(bot, examples)
-    report("everyday-es", m)
-    assert m["routine_escalated"] <= 0.085 and m["routine_paged"] <= 0.031, m
+# Everyday text written blind, kept as measures after failing to be learned from: nothing in them needs a human, so
+# each has a floor at today's false alarms (escalated, paged), that nothing makes them worse unnoticed.
+# - everyday-es (2026-11-29, fifth session): 1,191 ordinary Spanish texts by four fresh writers (Mexican and Central
+#   American, Caribbean and South American, Spanglish, older and formal voices): chatter with its figures of speech,
+#   questions to the clinic, ordinary medicine talk (README "Measured" (28)); the Spanish counterpart of the everyday
+#   SMS, which are all English. Today 98 escalated (8.2%), 36 paged (3.0%), against the SMS targets of 3% and 0.2%.
+# - everyday-en (sixth session): 1,190 ordinary English personal texts by three fresh writers (15-30-year-olds;
+#   working adults and parents; older adults and those who text them): chatter with its figures of speech, cancelled
+#   plans, everyday medicine talk (README "Measured" (36)). Today 43 escalated (3.6%), 10 paged (0.8%).
+EVERYDAY_FLOORS = {"everyday-es": ("es", 0.085, 0.031), "everyday-en": ("en", 0.037, 0.0085)}
 
-# tests/corpus/everyday-en (2026-11-29, sixth session): 1,190 ordinary English personal texts by three fresh writers
-# (15-30-year-olds; working adults and parents; older adults and those who text them), chatter with its figures of
-# speech, cancelled plans, everyday medicine talk. Written to be learned from (README "Measured" (36), which failed),
-# then kept as a measure beside everyday-es. The shipped triage escalates 43 (3.6%) and pages 10 (0.8%): a floor.
-def test_english_everyday_text_holds_its_false_alarm_floor(bot):
-    examples = read_dir(CORPUS / "everyday-en")
-    assert len(examples) >= 1100 and {ex.label for ex in examples} == {"routine"} and {ex.lang for ex in examples} == {"en"}
+
+@pytest.mark.parametrize("name", sorted(EVERYDAY_FLOORS))
+def test_everyday_text_holds_its_false_alarm_floor(bot, name):
+    lang, escalated_max, paged_max = EVERYDAY_FLOORS[name]
+    examples = read_dir(CORPUS / name)
+    assert len(examples) >= 1100 and {ex.label for ex in examples} == {"routine"} and {ex.lang for ex in examples} == {lang}
     m = measure(bot, examples)
-    report("everyday-en", m)
-    assert m["routine_escalated"] <= 0.037 and m["routine_paged"] <= 0.0085, m
+    report(name, m)
+    assert m["routine_escalated"] <= escalated_max and m["routine_paged"] <= paged_max, m
 
 
 # --- real texts ----------------------------------------------------------------------------------------
