@@ -140,6 +140,11 @@ def holds(m: dict, floor: dict) -> None:
 # are no more than crises newly escalated or paged): both the same, 188/198 crises escalated (94.9%), 171 paged
 # (86.4%), 15/241 false escalations (6.2%), 6 false pages (2.5%); English 92/100, 81, 6/121; Spanish 96/98, 90, 9/120.
 # Its floor is that first look.
+# blind-t (written the fifth session by two fresh writers, committed unread) was read first the sixth session, once,
+# for totals, as the gate of README "Measured" (37) (the content before and after its seven floor rules in one pass;
+# it ships if crises newly escalated or paged are at least routine lines newly escalated or paged): both the same,
+# 187/194 crises escalated (96.4%), 180 paged (92.8%), 19/223 false escalations (8.5%), 8 false pages (3.6%);
+# English 92/97, 88, 8/109; Spanish 95/97, 92, 11/114. Its floor is that first look.
 # README "Measured" (24) (2026-11-29, fifth session): the engine pages a text no rule fires on when the page
 # head reaches its threshold, as the trainer chose the thresholds for (it had asked the escalate head alone).
 # On the sets whose looks are spent and the written held-out sets: 14 more crises escalated and paged, 10 more
@@ -165,6 +170,7 @@ BLIND_FLOORS = {
     "blind-q": {"crisis_escalated": 0.94, "crisis_paged": 0.89, "routine_escalated_max": 0.055},
     "blind-r": {"crisis_escalated": 0.93, "crisis_paged": 0.89, "routine_escalated_max": 0.05},
     "blind-s": {"crisis_escalated": 0.945, "crisis_paged": 0.86, "routine_escalated_max": 0.065},
+    "blind-t": {"crisis_escalated": 0.96, "crisis_paged": 0.925, "routine_escalated_max": 0.086},
 }
 
 

@@ -140,6 +140,15 @@ ORDINARY = [
     "can i stop xanax with no taper if i only took it a month", "es seguro dejar el clonazepam asi nomas?",
     "my doctor went from 10mg to 5mg", "I don't see myself here long term, can I do outpatient?",
     "woke up disappointed it was monday",
+    # (37)
+    "the guy next to me at the range had a nice gun", "my brother has guns, he sat next to me at dinner and talked hunting",
+    "the pistol is locked in the safe, not next to me", "a deer jumped out and i had to yank the wheel",
+    "almost drove off the road in the fog, scary", "sitting on the bridge fishing with my son",
+    "i was sitting on the roof of my car eating lunch", "the garden hose is by the exhaust fan",
+    "la manguera del jardin esta junto al escape del carro?", "eat a bullet point list for breakfast at work lol",
+    "I pray every night for my son in recovery", "que Dios me lleve con bien al trabajo",
+    "le pido a Dios que me cuide dormida", "the rope is in the garage if you need it for the move",
+    "parked on the street by the bridge, where do I go in?", "I'm standing in line at the pharmacy",
 ]
 
 
