@@ -408,6 +408,12 @@ def test_thresholds_are_chosen_on_figures_averaged_over_fold_splits_and_folds_fi
     assert not tt.within_a_text(tt.pooled(view, runs, words, rows, loose), rows)
     assert tt.thresholds_for(view, runs, words, rows, loose) == (th, figures, "chosen")
     assert tt.thresholds_for(view, runs, words, rows, None) == (th, figures, "chosen")
+    # --keep-thresholds (README "Measured" (38)): the previous thresholds stay even when they miss a ceiling.
+    monkeypatch.setattr(tt, "KEEP", True)
+    assert tt.thresholds_for(view, runs, words, rows, loose) == (
+        loose, tt.pooled(view, runs, words, rows, loose), "kept (--keep-thresholds)")
+    assert tt.thresholds_for(view, runs, words, rows, None) == (th, figures, "chosen")  # nothing to keep
+    monkeypatch.setattr(tt, "KEEP", False)
 
     # The grid's best point is then refined in FINE steps within one grid step either side: never worse.
     assert tt._around(0.68, tt.GRID["page"]) == [0.66, 0.665, 0.67, 0.675, 0.68, 0.685, 0.69, 0.695, 0.7]
