@@ -296,11 +296,12 @@ class Helpline:
             # Who a new escalation pages is read here too, before the write phase.
             paged = (page_recipients(s) if verdict.escalate and escalation is None and Tier(verdict.severity).pages
                      and channel_spec(msg.channel).pages_staff else ([], None))
-            with self.db.writing(s):
+            counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
+            fused = self._fits_one_statement(contact, escalation, decision, counted, msg.channel)
+            with self.db.writing(s, single=fused and self._one_statement(contact, escalation, decision)):
                 conn = s.connection()  # Core statements on the session's own transaction
                 seen = _seen_values(decision, now)
-                counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
-                if self._fits_one_statement(contact, escalation, decision, counted, msg.channel):
+                if fused:
                     return self._store_fused(s, msg, contact, escalation, decision, seen, now, replayed_at,
                                              page_at=utcnow() if replayed_at else now, paged=paged)
                 refusable = counted and replayed_at is None
@@ -360,6 +361,12 @@ class Helpline:
         if not self.db.postgres or (decision.triage.escalate and escalation is not None) or counted:
             return False
         return contact is not None or not self._limits_reply(decision, channel)
+
+    def _one_statement(self, contact: "_Texter | None", escalation: "_Open | None", decision: Decision) -> bool:
+        """Whether ``_store_fused`` writes this text with its one routine statement and nothing else: no
+        escalation to open or count in, and no reply-limit counter (a new sender's has none on that path)."""
+        return (not decision.triage.escalate and escalation is None
+                and (contact is None or not self._limits_reply(decision, contact.channel)))
 
     def _limits_reply(self, decision: Decision, channel: str) -> bool:
         """Whether this reply counts against the per-sender reply limit."""

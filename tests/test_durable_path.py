@@ -222,6 +222,59 @@ def test_a_routine_text_is_stored_whole_and_on_postgresql_in_one_write_statement
         db.engine.dispose()
 
 
+@pytest.mark.parametrize("reply_limit", [0, 10])
+def test_on_postgresql_only_a_one_statement_write_goes_without_a_transaction(settings, reply_limit):
+    """The reads before the write phase and a text written by one statement run in autocommit (no BEGIN,
+    no COMMIT: one statement is one transaction); every text written by more than one statement writes
+    them all in one transaction; and no connection goes back to the pool in autocommit."""
+    app = create_app(dataclasses.replace(settings, reply_limit_per_hour=reply_limit))
+    app.config["TESTING"] = True
+    db = app.extensions["helpline"].db
+    db.create_all()
+    if not db.postgres:
+        db.engine.dispose()
+        pytest.skip("SQLite begins its transaction at the first write anyway")
+    with db.session() as s:
+        add_staff(s, "On Call", "oncall@example.org", "+15625550111", "correct horse battery", on_call=True)
+    sms = SMS(app.test_client())
+    sent: list[tuple[str, bool]] = []
+    event.listen(db.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: sent.append((sql, conn.connection.driver_connection.autocommit)))
+    try:
+        for text_, writes_alone in (("what are your hours", reply_limit == 0),  # a new sender
+                                    ("ok?", reply_limit == 0),  # a known one (the limit's counter: two writes)
+                                    (CRISIS, False),  # an escalation and its page
+                                    (ROUTINE, False)):  # counted in the open escalation
+            sent.clear()
+            sms.send(text_)
+            writes = [auto for sql, auto in sent if not sql.lstrip().upper().startswith("SELECT")]
+            reads = [auto for sql, auto in sent if sql.lstrip().upper().startswith("SELECT")]
+            assert reads and all(reads), text_
+            assert writes == ([True] if writes_alone else [False] * len(writes)) and writes, (text_, sent)
+            assert writes_alone or len(writes) > 1
+        with db.engine.connect() as conn:
+            assert conn.connection.driver_connection.autocommit is False
+        with db.session() as s:
+            assert s.scalar(select(func.count()).select_from(Message).where(Message.direction == "in")) == 4
+            assert s.scalar(select(func.count()).select_from(Outbox)) == 1
+    finally:
+        db.engine.dispose()
+
+
+def test_a_connection_pinged_at_checkout_still_stores_a_text_whole(app, sms, db, monkeypatch):
+    """On PostgreSQL a connection idle for a while is pinged at checkout, which begins a transaction: the
+    text then reads and writes in that one (no autocommit to switch to), stored and answered as any other."""
+    monkeypatch.setattr(store_db, "PING_IDLE", 0.0)  # every checkout pings
+    with db.session() as s:
+        add_staff(s, "On Call", "oncall@example.org", "+15625550111", "correct horse battery", on_call=True)
+    routine = sms.send("what are your hours")
+    crisis = sms.send(CRISIS)
+    assert "alerted" in crisis.text and "911" in crisis.text and "573-1504" in routine.text
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Message)) == 4
+        assert s.scalar(select(func.count()).select_from(Outbox)) == 1
+
+
 @pytest.mark.parametrize("known", [False, True])
 @pytest.mark.parametrize("reply_limit", [0, 10])
 def test_concurrent_retries_of_a_routine_text_through_two_processes_store_it_once(settings, known, reply_limit):

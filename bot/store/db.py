@@ -321,12 +321,20 @@ class Unit:
     Measured on the webhook: the session's own machinery (its transaction's state changes, connection
     lookups, the flush check and detach at commit) for texts that never touch an ORM object."""
 
-    __slots__ = ("_conn", "_transaction", "_session")
+    __slots__ = ("_conn", "_transaction", "_session", "_autocommit")
 
-    def __init__(self, conn, transaction):
+    def __init__(self, conn, transaction, autocommit=None):
         self._conn = conn
         self._transaction = transaction
         self._session: Session | None = None
+        self._autocommit = autocommit  # the psycopg connection while it reads in autocommit (Database.unit)
+
+    def transactional(self) -> None:
+        """End the reads' autocommit: the statements from here on share one transaction (BEGIN is sent
+        with the first)."""
+        if self._autocommit is not None:
+            self._autocommit.autocommit = False
+            self._autocommit = None
 
     def connection(self):
         return self._conn
@@ -414,15 +422,35 @@ class Database:
     @contextmanager
     def unit(self) -> Iterator["Unit"]:
         """A :meth:`session` for the webhook's write path: its transaction on a Core connection, the ORM session
-        made only when a caller asks for more than :meth:`Unit.connection` (most texts never do)."""
+        made only when a caller asks for more than :meth:`Unit.connection` (most texts never do).
+
+        On PostgreSQL the reads before :meth:`writing` run in the driver's autocommit (each its own snapshot,
+        as under READ COMMITTED inside a transaction, and no locks either way), so no BEGIN goes before them;
+        the write phase begins the transaction, or, for a text written by one statement, sends that statement
+        alone (one statement is one transaction): a routine text is two round trips, not four. The connection
+        leaves in the pool's usual mode (one that cannot be set back is dropped)."""
         with self._bounded():
             with self.engine.connect() as conn:
-                with conn.begin() as transaction:
-                    unit = Unit(conn, transaction)
-                    try:
-                        yield unit
-                    finally:
-                        unit.close()
+                raw = None
+                if self.postgres:
+                    raw = conn.connection.driver_connection
+                    if raw.info.transaction_status == _PG_IDLE:
+                        raw.autocommit = True
+                    else:  # in a transaction already (the checkout's ping began one): this text reads in it
+                        raw = None
+                try:
+                    with conn.begin() as transaction:
+                        unit = Unit(conn, transaction, raw)
+                        try:
+                            yield unit
+                        finally:
+                            unit.close()
+                finally:
+                    if raw is not None and raw.autocommit:
+                        try:
+                            raw.autocommit = False
+                        except Exception:  # noqa: BLE001 - never pooled in autocommit
+                            conn.invalidate()
 
     @contextmanager
     def _bounded(self) -> Iterator[None]:
@@ -453,13 +481,16 @@ class Database:
                 self.pop_deadline(previous)
 
     @contextmanager
-    def writing(self, s: Session) -> Iterator[None]:
+    def writing(self, s: Session, single: bool = False) -> Iterator[None]:
         """The write phase of a :meth:`session`: under SQLite's writer lock file, committed before it is
-        released. Reads before it (pysqlite begins the transaction at the first write) keep no other
-        process waiting."""
+        released. Reads before it (pysqlite begins the transaction at the first write; a :meth:`unit` on
+        PostgreSQL reads in autocommit) keep no other process waiting. ``single``: the phase sends one
+        statement, which a :meth:`unit` on PostgreSQL sends without a BEGIN and COMMIT around it."""
         with self.writer_file:
             if self.sqlite:
                 self._bound_busy_wait(s)
+            elif not single and isinstance(s, Unit):
+                s.transactional()
             yield
             s.commit()
 
@@ -528,6 +559,9 @@ class Database:
     def _on_error(ctx) -> None:
         if sqlite_broken(ctx.original_exception):
             ctx.is_disconnect = True  # drop the connection: a new one sees the disk as it is now
+
+
+_PG_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE (libpq's PQTRANS_IDLE), without importing psycopg for SQLite
 
 
 def _bound_busy_timeout(dbapi_conn, info: dict, left: float) -> None:
