@@ -273,7 +273,7 @@ class Helpline:
         sender's row or an open escalation created meanwhile by another process makes an insert fail on
         a unique key: ``handle`` retries.
         """
-        with self.db.write_lock, self.db.unit() as s:
+        with self.db.write_lock, self.db.unit(autocommit_reads=True) as s:
             try:
                 found = writes.run(s.connection(), writes.LOOKUP, {"sid": msg.message_id, "address": msg.sender})
             except DBAPIError as exc:

@@ -420,11 +420,12 @@ class Database:
                     yield s
 
     @contextmanager
-    def unit(self) -> Iterator["Unit"]:
+    def unit(self, autocommit_reads: bool = False) -> Iterator["Unit"]:
         """A :meth:`session` for the webhook's write path: its transaction on a Core connection, the ORM session
         made only when a caller asks for more than :meth:`Unit.connection` (most texts never do).
 
-        On PostgreSQL the reads before :meth:`writing` run in the driver's autocommit (each its own snapshot,
+        ``autocommit_reads`` (the webhook's, whose writes all go through :meth:`writing`): on PostgreSQL the
+        reads before :meth:`writing` run in the driver's autocommit (each its own snapshot,
         as under READ COMMITTED inside a transaction, and no locks either way), so no BEGIN goes before them;
         the write phase begins the transaction, or, for a text written by one statement, sends that statement
         alone (one statement is one transaction): a routine text is two round trips, not four. The connection
@@ -432,7 +433,7 @@ class Database:
         with self._bounded():
             with self.engine.connect() as conn:
                 raw = None
-                if self.postgres:
+                if self.postgres and autocommit_reads:
                     raw = conn.connection.driver_connection
                     if raw.info.transaction_status == _PG_IDLE:
                         raw.autocommit = True
