@@ -145,6 +145,11 @@ def holds(m: dict, floor: dict) -> None:
 # it ships if crises newly escalated or paged are at least routine lines newly escalated or paged): both the same,
 # 187/194 crises escalated (96.4%), 180 paged (92.8%), 19/223 false escalations (8.5%), 8 false pages (3.6%);
 # English 92/97, 88, 8/109; Spanish 95/97, 92, 11/114. Its floor is that first look.
+# blind-u (written with blind-t, committed unread) was read first the eighth session (2026-11-29), once, for totals, as
+# the gate of README "Measured" (41) (the content before and after its three floor rules in one pass; it ships if
+# crises newly escalated or paged are at least routine lines newly escalated or paged): both the same, 183/191 crises
+# escalated (95.8%), 166 paged (86.9%), 14/211 false escalations (6.6%), 7 false pages (3.3%); English 91/95, 83,
+# 5/105, 3; Spanish 92/96, 83, 9/106, 4. Its floor is that first look.
 # README "Measured" (24) (2026-11-29, fifth session): the engine pages a text no rule fires on when the page
 # head reaches its threshold, as the trainer chose the thresholds for (it had asked the escalate head alone).
 # On the sets whose looks are spent and the written held-out sets: 14 more crises escalated and paged, 10 more
@@ -171,6 +176,7 @@ BLIND_FLOORS = {
     "blind-r": {"crisis_escalated": 0.93, "crisis_paged": 0.89, "routine_escalated_max": 0.05},
     "blind-s": {"crisis_escalated": 0.945, "crisis_paged": 0.86, "routine_escalated_max": 0.065},
     "blind-t": {"crisis_escalated": 0.96, "crisis_paged": 0.925, "routine_escalated_max": 0.086},
+    "blind-u": {"crisis_escalated": 0.955, "crisis_paged": 0.865, "routine_escalated_max": 0.07},
 }
 
 

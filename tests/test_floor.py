@@ -149,6 +149,17 @@ ORDINARY = [
     "I pray every night for my son in recovery", "que Dios me lleve con bien al trabajo",
     "le pido a Dios que me cuide dormida", "the rope is in the garage if you need it for the move",
     "parked on the street by the bridge, where do I go in?", "I'm standing in line at the pharmacy",
+    # (41)
+    "watched my son seize the moment at his interview", "saw my back seizing up on the x-ray, is that from withdrawal?",
+    "i watched my engine seize up on the freeway", "vi a mi hija convulsionar de risa jaja",
+    "watched her seizing every chance to get ahead",
+    "took my son to get his adderall refilled, will he be okay without it for a day?",
+    "i took my last valium last week, am i going to be okay tapering without it",
+    "my mom took her meds with coffee, is she going to be okay with that?",
+    "took the dog to the vet, he ate some of my meds earlier, will he be alright",
+    "the whole bottle of wine wont do it for me anymore", "does half the bottle of shampoo do the trick for lice",
+    "i finished the rest of the bottle of cough syrup over a week, will that be enough to help",
+    "my mom just took her meds with her coffee, like every morning", "just took my valium, will i be ok to drive in 2 hours?",
 ]
 
 

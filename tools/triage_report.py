@@ -34,10 +34,11 @@ from bot.core.engine import get_bot
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 BLIND = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blind-g", "blind-h", "blind-i", "blind-j",
-         "blind-k", "blind-l", "blind-m", "blind-n", "blind-o", "blind-p", "blind-q", "blind-r", "blind-s", "blind-t")
+         "blind-k", "blind-l", "blind-m", "blind-n", "blind-o", "blind-p", "blind-q", "blind-r", "blind-s", "blind-t",
+         "blind-u")
 # Committed, never read: kept for the next candidate's first look (``--only NAME``, on purpose), never
 # opened by the whole table; a set moves to BLIND when its first look is taken.
-UNREAD = ("blind-u",)
+UNREAD: tuple[str, ...] = ()
 HELD_OUT = ("written-heldout", "written-heldout-2", "written-heldout-3", "probe-2", "everyday-es", "everyday-en")
 
 
