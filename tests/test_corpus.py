@@ -2,7 +2,7 @@
 
 What each set is (README, "Crisis triage"):
 
-- ``tests/corpus/blind-a`` to ``blind-u``, ``written-heldout`` to ``written-heldout-3``: written in fresh
+- ``tests/corpus/blind-a`` to ``blind-v``, ``written-heldout`` to ``written-heldout-3``: written in fresh
   contexts by writers who never saw the rules, the lexicon or any corpus; never used to train or to choose
   a threshold. Only the totals printed here are looked at.
 - real texts from ``../shared/data`` labelled by two labellers and a third (``tests/labels/real.tsv``):
@@ -383,7 +383,8 @@ def test_label_agreement_is_reproducible_from_the_repository():
 
 
 @pytest.mark.parametrize("name", ["blind-i", "blind-j", "blind-k", "blind-l", "blind-m", "blind-n", "blind-o", "blind-p",
-                                  "blind-q", "blind-r", "blind-s", "blind-t", "blind-u", "probe-2"])
+                                  "blind-q", "blind-r", "blind-s", "blind-t", "blind-u", "blind-v",
+                                  "probe-2"])
 def test_a_blind_sets_labels_agree_with_a_second_labeller(name):
     """tests/corpus/blind-*/second-labeller.tsv: one more labeller, the guide and the texts only (probe-2, a
     measured set that is not blind, likewise)."""

@@ -38,7 +38,7 @@ BLIND = ("blind-a", "blind-b", "blind-c", "blind-d", "blind-e", "blind-f", "blin
          "blind-u")
 # Committed, never read: kept for the next candidate's first look (``--only NAME``, on purpose), never
 # opened by the whole table; a set moves to BLIND when its first look is taken.
-UNREAD: tuple[str, ...] = ()
+UNREAD = ("blind-v",)
 HELD_OUT = ("written-heldout", "written-heldout-2", "written-heldout-3", "probe-2", "everyday-es", "everyday-en")
 
 
