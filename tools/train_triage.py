@@ -265,7 +265,8 @@ def classifier(c: float, cw, tol: float | None = None) -> LogisticRegression:
     return LogisticRegression(C=c, class_weight=cw, max_iter=5000, solver="lbfgs", tol=TOL if tol is None else tol)
 
 
-def fit(rows: list[Row], c: float, cw, cm: int, wm: int, real_weight: float = 1.0, tol: float | None = None):
+def fit(rows: list[Row], c: float, cw, cm: int, wm: int, real_weight: float = 1.0, forum_weight: float = 1.0,
+        tol: float | None = None):
     """Vectorisers and heads fit on these rows.
 
     Real texts (forum, SMS) may weigh more than written ones: written texts are half crises and
@@ -273,7 +274,8 @@ def fit(rows: list[Row], c: float, cw, cm: int, wm: int, real_weight: float = 1.
     """
     vecs = vectorizers(cm, wm)
     x = matrix(vecs, rows, fit=True)
-    weight = np.array([real_weight if r.group in ("forum", "sms", "plain") else 1.0 for r in rows])
+    weight = np.array([real_weight * (forum_weight if r.group == "forum" else 1.0)
+                       if r.group in ("forum", "sms", "plain") else 1.0 for r in rows])
     heads = {}
     for head in BINARY_HEADS:
         idx = [i for i, r in enumerate(rows) if r.y[head] is not None]
@@ -744,6 +746,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="choose the thresholds anew even where the previous model's still hold (see thresholds_for)")
     ap.add_argument("--keep-thresholds", action="store_true",
                     help="keep the previous model's thresholds even where they break a ceiling (see thresholds_for)")
+    ap.add_argument("--forum-weight", type=float, metavar="F",
+                    help="each labelled forum comment weighs F times the real-text weight (HYPER's sixth field, "
+                         "1 when absent; tried in README \"Measured\" (42))")
     ap.add_argument("--sure", action="store_true",
                     help="also choose a threshold at which the escalate head alone pages (see choose_sure)")
     ap.add_argument("--jobs", type=int, default=2, help="fit this many folds at once (the result is the same)")
@@ -763,7 +768,9 @@ def main(argv: list[str] | None = None) -> int:
         CEILINGS[(group, what)] = float(rate)
     hypers = [(c, *HYPER[0][1:]) for c in args.c] if args.c else HYPER  # the grid differs only in C
     if args.real_weight is not None:
-        hypers = [(*h[:4], args.real_weight) for h in hypers]
+        hypers = [(*h[:4], args.real_weight, *h[5:]) for h in hypers]
+    if args.forum_weight is not None:
+        hypers = [(*h[:5], args.forum_weight) for h in hypers]
     if args.thresholds_from:
         return rethreshold(args.thresholds_from, Path(args.out))
     content = load(ROOT / "replies")
@@ -817,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
         "version": time.strftime("%Y-%m-%d"),
         "trained_on": {"texts": len(rows), "by_source": counts, "files_sha256": digest(training_files()), "tol": TOL,
                        "ceilings": ceilings(), "fold_splits": args.repeats,
-                       "hyper": {"C": hyper[0], "char_max": hyper[2], "word_max": hyper[3], "real_weight": hyper[4]},
+                       "hyper": {"C": hyper[0], "char_max": hyper[2], "word_max": hyper[3], "real_weight": hyper[4],
+                                 **({"forum_weight": hyper[5]} if len(hyper) > 5 else {})},
                        "out_of_fold": {k: round(v, 4) for k, v in m.items()}, "kind_accuracy": round(kind_acc, 4)},
     }
     data = export(model, cal, th, meta)
