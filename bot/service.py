@@ -27,7 +27,7 @@ from bot.core.states import (Author, DecisionKind, Direction, EscalationStatus, 
 from bot.store.db import Database, DeadlineExceeded, StaleConnection, StorageUnavailable, is_outage
 from bot.store.limits import Limit, Limiter
 from bot.store.spool import DEAD_AFTER, Entry, Spool
-from bot.staff.paging import enqueue_round, page_recipients, page_rows, page_text
+from bot.staff.paging import enqueue_round, page_recipients, page_recipients_and_id, page_rows, page_text
 from bot.store import writes
 from bot.store.models import Escalation, Message, mask, mask_numbers, utcnow
 
@@ -293,17 +293,26 @@ class Helpline:
                           claimed=escalation is not None and escalation.status == EscalationStatus.CLAIMED)
             decision = self.bot.decide(msg, state)
             verdict = decision.triage
-            # Who a new escalation pages is read here too, before the write phase.
-            paged = (page_recipients(s) if verdict.escalate and escalation is None and Tier(verdict.severity).pages
-                     and channel_spec(msg.channel).pages_staff else ([], None))
             counted = bool(limits) and not verdict.pages  # a replayed text counts, but is never refused
             fused = self._fits_one_statement(contact, escalation, decision, counted, msg.channel)
+            # Who a new escalation pages is read here too, before the write phase; on PostgreSQL with the new
+            # escalation's id, so that one statement writes it all.
+            opening = verdict.escalate and escalation is None
+            pages = opening and Tier(verdict.severity).pages and channel_spec(msg.channel).pages_staff
+            paged, new_id = ([], None), None
+            if fused and opening:
+                if pages:
+                    paged, new_id = page_recipients_and_id(s)
+                else:
+                    new_id = writes.run(s.connection(), writes.DRAW_ESCALATION_ID, {}).escalation_id
+            elif pages:
+                paged = page_recipients(s)
             with self.db.writing(s, single=fused and self._one_statement(contact, escalation, decision)):
                 conn = s.connection()  # Core statements on the session's own transaction
                 seen = _seen_values(decision, now)
                 if fused:
                     return self._store_fused(s, msg, contact, escalation, decision, seen, now, replayed_at,
-                                             page_at=utcnow() if replayed_at else now, paged=paged)
+                                             page_at=utcnow() if replayed_at else now, paged=paged, new_id=new_id)
                 refusable = counted and replayed_at is None
                 touched = contact is None and not refusable  # a new sender's row is written whole at once
                 if contact is None:
@@ -363,10 +372,9 @@ class Helpline:
         return contact is not None or not self._limits_reply(decision, channel)
 
     def _one_statement(self, contact: "_Texter | None", escalation: "_Open | None", decision: Decision) -> bool:
-        """Whether ``_store_fused`` writes this text with its one routine statement and nothing else: no
-        escalation to open or count in, and no reply-limit counter (a new sender's has none on that path)."""
-        return (not decision.triage.escalate and escalation is None
-                and (contact is None or not self._limits_reply(decision, contact.channel)))
+        """Whether ``_store_fused`` writes this text with one statement and nothing else: no open escalation
+        to count it in, and no reply-limit counter (a new sender's has none on that path)."""
+        return escalation is None and (contact is None or not self._limits_reply(decision, contact.channel))
 
     def _limits_reply(self, decision: Decision, channel: str) -> bool:
         """Whether this reply counts against the per-sender reply limit."""
@@ -384,22 +392,33 @@ class Helpline:
 
     def _store_fused(self, s: Session, msg: Inbound, contact: "_Texter | None", escalation: "_Open | None",
                      decision: Decision, seen: dict, now: datetime, replayed_at: str | None, page_at: datetime,
-                     paged: tuple[list, str | None]) -> Outcome:
-        """PostgreSQL: the sender's row (new, or touched), the inbound message and the reply written by ONE
-        statement (data-modifying CTEs, ``writes.routine_statement``); a text that opens an escalation adds a
-        second one for the escalation, its pages, the inbound row's link to it and the reply
-        (``writes.opening_statement``), its id drawn from the sequence by the first.
+                     paged: tuple[list, str | None], new_id: int | None) -> Outcome:
+        """PostgreSQL: ONE statement (data-modifying CTEs) writes the sender's row (new, or touched), the
+        inbound message and the reply (``writes.routine_statement``); for a text that opens an escalation,
+        the escalation and its first round of pages too (``writes.opening_statement``), its id ``new_id``
+        drawn in the read phase with the page recipients (``page_recipients_and_id``).
 
-        A routine text then costs four round trips (BEGIN, the lookup, this, COMMIT) instead of six, a
-        new crisis six instead of ten. The same unique keys guard it: a concurrent delivery of the
-        MessageSid, or another process creating the sender's row, fails the statement with an
-        ``IntegrityError`` and ``handle`` retries.
+        One statement is one transaction, so it runs in autocommit unless a reply-limit counter or an open
+        escalation's count is written beside it: a routine text costs two round trips (the lookup, this),
+        a new crisis that pages three (the recipients and its id too) where it took six. The same unique
+        keys guard it: a concurrent delivery of the MessageSid, another process creating the sender's row
+        or the sender's open escalation fails the statement with an ``IntegrityError`` and ``handle``
+        retries (an id drawn for it stays unused).
         """
         if contact is not None:
             decision = self._count_reply(s, contact, decision, now, replayed_at)
         verdict = decision.triage
-        opening = verdict.escalate  # with no open escalation (``_fits_one_statement``)
-        joined = escalation.id if escalation is not None else None  # it joins the escalation a human has
+        joined = escalation.id if escalation is not None else new_id  # the escalation it joins, or opens
+        texter = _Texter(contact.id if contact else None, msg.sender, contact.channel if contact else msg.channel,
+                         seen.get("language", contact and contact.language),
+                         seen.get("opted_out", bool(contact and contact.opted_out)))
+        people: list = []
+        if new_id is not None:
+            opened, columns, people = self._new_escalation(texter, None, decision, msg, now, page_at, paged)
+            opened.id = columns["id"] = new_id
+            for taken in ("contact_id", "first_message_id"):  # from the inbound row, in the statement
+                columns.pop(taken, None)
+            decision = _alerted(opened, decision)
         reply = decision.reply if replayed_at is None else None  # a replayed text was answered when it came
         params = {f"m_{k}": v for k, v in dict(
             direction=Direction.IN, sid=msg.message_id, body=msg.body, media_count=msg.media_count,
@@ -411,46 +430,29 @@ class Helpline:
                 "opted_out": False, "opted_out_at": None, **seen}.items()})
         else:
             params.update({f"c_{k}": v for k, v in seen.items()}, c_id=contact.id, m_contact_id=contact.id)
-        if reply and not opening:
+        if reply:
             params.update(_reply_params(reply, decision, joined, now))
-        statement = writes.routine_statement(contact is None, tuple(sorted(seen)) if contact else (),
-                                             bool(reply) and not opening, opening)
+        touched = tuple(sorted(seen)) if contact else ()
+        if new_id is None:
+            statement = writes.routine_statement(contact is None, touched, bool(reply))
+        else:
+            params.update({f"e_{k}": v for k, v in columns.items()})
+            if people:
+                body = self._page_body(opened, texter, page_at)
+                for n, page in enumerate(page_rows(new_id, people, body, 0, page_at)):
+                    params.update({f"p{n}_{k}": v for k, v in page.items()}, **{
+                        f"p{n}_status": OutboxStatus.PENDING, f"p{n}_attempts": 0, f"p{n}_local": False})
+            statement = writes.opening_statement(contact is None, touched, tuple(columns), len(people), bool(reply))
         row = writes.run(s.connection(), statement, params)
-        texter = _Texter(row[0], msg.sender, contact.channel if contact else msg.channel,
-                         seen.get("language", contact and contact.language),
-                         seen.get("opted_out", bool(contact and contact.opted_out)))
-        if opening:
-            escalation, decision = self._open_fused(s, texter, row[1], row[2], decision, msg, now, page_at, paged,
-                                                    replayed_at)
-            joined = escalation.id
+        texter = replace(texter, id=row[0])
+        if new_id is not None:
+            opened.contact_id, opened.first_message_id = row[0], row[1]
+            self._log_opened(opened, people, verdict)
+            _log_escalated(opened, verdict, texter)
         elif escalation is not None:
             writes.run(s.connection(), writes.COUNT_IN, {"escalation_id": escalation.id, "now": now})
         _log_stored(msg, texter, decision)
         return Outcome(decision.reply, decision, stored=True, escalation_id=joined)
-
-    def _open_fused(self, s: Session, contact: "_Texter", inbound_id: int, escalation_id: int, decision: Decision,
-                    msg: Inbound, now: datetime, page_at: datetime, paged: tuple[list, str | None],
-                    replayed_at: str | None) -> tuple[Escalation, Decision]:
-        """The second statement of ``_store_fused``: escalation ``escalation_id``, its first round of pages,
-        the inbound row joined to it, and the reply (the alerted one when a page is queued)."""
-        escalation, columns, people = self._new_escalation(contact, inbound_id, decision, msg, now, page_at, paged)
-        escalation.id = columns["id"] = escalation_id
-        verdict = decision.triage
-        decision = _alerted(escalation, decision)
-        reply = decision.reply if replayed_at is None else None
-        params = {f"e_{k}": v for k, v in columns.items()} | {"j_message_id": inbound_id, "j_escalation_id": escalation.id}
-        if people:
-            body = self._page_body(escalation, contact, page_at)
-            for n, page in enumerate(page_rows(escalation.id, people, body, 0, page_at)):
-                params.update({f"p{n}_{k}": v for k, v in page.items()}, **{
-                    f"p{n}_status": OutboxStatus.PENDING, f"p{n}_attempts": 0, f"p{n}_local": False})
-        if reply:
-            params.update(_reply_params(reply, decision, escalation.id, now), r_contact_id=contact.id,
-                          r_reply_to_id=inbound_id)
-        writes.run(s.connection(), writes.opening_statement(tuple(columns), len(people), bool(reply)), params)
-        self._log_opened(escalation, people, verdict)
-        _log_escalated(escalation, verdict, contact)
-        return escalation, decision
 
     def _over(self, s: Session, limits: Sequence[tuple[Limit, str]], now: datetime) -> bool:
         """Count this text against each of the caller's limits; True when any is exceeded."""

@@ -225,8 +225,9 @@ def test_a_routine_text_is_stored_whole_and_on_postgresql_in_one_write_statement
 @pytest.mark.parametrize("reply_limit", [0, 10])
 def test_on_postgresql_only_a_one_statement_write_goes_without_a_transaction(settings, reply_limit):
     """The reads before the write phase and a text written by one statement run in autocommit (no BEGIN,
-    no COMMIT: one statement is one transaction); every text written by more than one statement writes
-    them all in one transaction; and no connection goes back to the pool in autocommit."""
+    no COMMIT: one statement is one transaction), a new crisis with its escalation and page among them;
+    every text written by more than one statement writes them all in one transaction; and no connection
+    goes back to the pool in autocommit."""
     app = create_app(dataclasses.replace(settings, reply_limit_per_hour=reply_limit))
     app.config["TESTING"] = True
     db = app.extensions["helpline"].db
@@ -243,7 +244,7 @@ def test_on_postgresql_only_a_one_statement_write_goes_without_a_transaction(set
     try:
         for text_, writes_alone in (("what are your hours", reply_limit == 0),  # a new sender
                                     ("ok?", reply_limit == 0),  # a known one (the limit's counter: two writes)
-                                    (CRISIS, False),  # an escalation and its page
+                                    (CRISIS, True),  # an escalation, its page and the reply: one statement
                                     (ROUTINE, False)):  # counted in the open escalation
             sent.clear()
             sms.send(text_)
@@ -346,8 +347,9 @@ def at_once(calls: list) -> list:
 
 
 def test_concurrent_retries_of_a_new_crisis_through_two_processes_open_one_escalation_and_page_once(pair):
-    """On PostgreSQL a new crisis is two statements (sender and inbound; escalation, page, link and reply):
-    six simultaneous deliveries of its MessageSid still leave one of each and one answer for all."""
+    """On PostgreSQL a new crisis is one statement (sender, inbound, escalation, page and reply; the
+    escalation's id drawn before it): six simultaneous deliveries of its MessageSid still leave one of each
+    and one answer for all (the losers' statements fail whole on the MessageSid; their ids stay unused)."""
     (app_a, app_b), (a, b) = pair
     sent = [statements(app.extensions["helpline"].db) for app in (app_a, app_b)]
     params = a.params(CRISIS, sid="SM" + "6" * 32)
@@ -364,11 +366,9 @@ def test_concurrent_retries_of_a_new_crisis_through_two_processes_open_one_escal
         assert page.escalation_id == esc.id and f"#{esc.id}" in page.body
     if db.postgres:
         writes = [q for q in sent[0] + sent[1] if not q.lstrip().upper().startswith("SELECT")]
-        opening = [q for q in writes if "INSERT INTO escalations" in q]
-        assert len(opening) == 1 and "INSERT INTO outbox" in opening[0] and "UPDATE messages" in opening[0]
-        # Every other write: the first statement (sender and inbound), which the losers' tries failed on.
-        assert [q for q in writes if q not in opening] and all(q.startswith("WITH sender AS") for q in writes
-                                                               if q not in opening)
+        # Every write is that one statement: the winner's, and the losers' that failed on the MessageSid.
+        assert writes and all(q.startswith("WITH sender AS") and "INSERT INTO escalations" in q
+                              and "INSERT INTO outbox" in q and "UPDATE messages" not in q for q in writes)
 
 
 def test_a_crisis_then_a_routine_text_on_the_one_statement_path_keep_one_escalation(pair):
@@ -382,6 +382,35 @@ def test_a_crisis_then_a_routine_text_on_the_one_statement_path_keep_one_escalat
         ins = s.scalars(select(Message).where(Message.direction == "in")).all()
         assert esc.message_count == 3 and {m.escalation_id for m in ins} == {esc.id}
         assert count(db, Outbox, Outbox.kind == "page") == 1
+
+
+def test_on_postgresql_a_new_crisis_that_pages_is_three_statements(app, sms, db):
+    """A new sender's crisis: the lookup; the on-call staff, read with the new escalation's id drawn from its
+    sequence (the page names it); and one statement for the sender, the text, the escalation, its page and
+    the reply. Six before (the lookup, the staff, the sender and text, the escalation and page, BEGIN and
+    COMMIT around the two)."""
+    if not db.postgres:
+        pytest.skip("PostgreSQL only: SQLite's statements are local calls, not round trips")
+    with db.session() as s:
+        add_staff(s, "On Call", "oncall@example.org", "+15625550111", "correct horse battery", on_call=True)
+    sent = statements(db)
+    reply = sms.send(CRISIS)
+    assert len(sent) == 3 and sent[1].lstrip().startswith("SELECT 0 AS o"), sent
+    assert "INSERT INTO escalations" in sent[2] and "INSERT INTO outbox" in sent[2] and "UPDATE" not in sent[2]
+    with db.session() as s:
+        [esc] = s.scalars(select(Escalation)).all()
+        [page] = s.scalars(select(Outbox)).all()
+        [inbound] = s.scalars(select(Message).where(Message.direction == "in")).all()
+    assert f"#{esc.id}" in page.body and page.to_address == "+15625550111" and esc.first_paged_at is not None
+    assert inbound.escalation_id == esc.id and esc.first_message_id == inbound.id and "alerted" in reply.text.lower()
+
+
+def test_postgresql_statements_are_numbered_once_for_a_raw_cursor():
+    """psycopg parses a ``%(name)s`` query at every execution, from a cache only up to 4 KB and 50 parameters
+    (a new crisis's one statement has more): the write path's statements are written once as ``$1, $2...``,
+    a name used twice keeping its number, ``%%`` a percent sign again."""
+    from bot.store.writes import _numbered
+    assert _numbered("SELECT %(a)s, %(b)s::INTEGER, %(a)s, 'x%%' ") == ("SELECT $1, $2::INTEGER, $1, 'x%' ", ("a", "b"))
 
 
 def test_a_text_joining_an_open_escalation_is_counted_in_it_without_reading_the_row(app, sms, db):
@@ -413,10 +442,10 @@ def test_the_fused_statements_are_compiled_once_not_per_text():
     """SQLAlchemy compiles a statement once per shape only when it can key it (a multi-row VALUES cannot):
     one it cannot key is compiled again for every text, which cost more than the round trips saved."""
     from bot.store.writes import opening_statement, routine_statement
-    columns = tuple(c.key for c in Escalation.__table__.columns if c.key not in ("resolved_at", "note"))
+    columns = tuple(c.key for c in Escalation.__table__.columns
+                    if c.key not in ("resolved_at", "note", "contact_id", "first_message_id"))
     shapes = [routine_statement(True, (), True), routine_statement(False, ("language", "last_seen_at"), False),
-              routine_statement(True, ("last_seen_at",), False, True), opening_statement(columns, 0, False),
-              opening_statement(columns, 3, True)]
+              opening_statement(True, (), columns, 0, False), opening_statement(False, ("last_seen_at",), columns, 3, True)]
     assert all(shape._generate_cache_key() is not None for shape in shapes)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from bot.core.states import OutboxKind
@@ -69,9 +69,21 @@ def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list
             if row.id not in exclude]
 
 
-def page_recipients(s: Session, widen: bool = False) -> tuple[list, str | None]:
-    """Who one round pages, and the problem to show on the escalation when that is not who it should be."""
-    people = recipients(s, widen)
+# PostgreSQL, for a new escalation: its id drawn from the sequence (the first row; the page text names it)
+# and the on-call staff (the other rows), in one round trip before the write phase, so that the text, the
+# escalation, its pages and the reply are then one statement (bot.store.writes.opening_statement).
+_ON_CALL_AND_NEW_ID = union_all(
+    select(literal_column("0").label("o"), writes.NEXT_ESCALATION_ID.label("escalation_id"),
+           null().label("id"), null().label("phone")),
+    select(literal_column("1"), null(), Staff.id, Staff.phone).where(Staff.active.is_(True), Staff.on_call.is_(True)),
+).order_by("o", "id")
+
+
+def page_recipients(s: Session, widen: bool = False, people: list | None = None) -> tuple[list, str | None]:
+    """Who one round pages, and the problem to show on the escalation when that is not who it should be.
+
+    ``people``: the on-call staff read already (:func:`page_recipients_and_id`)."""
+    people = recipients(s, widen) if people is None else people
     problem = None
     if not people and not widen:
         people = recipients(s, widen=True)  # nobody on call: better to wake anyone than no one
@@ -79,6 +91,13 @@ def page_recipients(s: Session, widen: bool = False) -> tuple[list, str | None]:
     if not people:
         problem = "NO ACTIVE STAFF: nobody can be paged"
     return people, problem
+
+
+def page_recipients_and_id(s: Session) -> tuple[tuple[list, str | None], int]:
+    """PostgreSQL: :func:`page_recipients` for a new escalation, and the escalation's id drawn from its
+    sequence, in one round trip (a second when nobody is on call)."""
+    first, *rows = writes.run(s.connection(), _ON_CALL_AND_NEW_ID, {}, every=True)
+    return page_recipients(s, people=rows), first.escalation_id
 
 
 def page_rows(escalation_id: int, people: list, body: str, page_round: int, now: datetime) -> list[dict]:
