@@ -87,6 +87,11 @@ LEARN_RETIRED = False
 # "everyday": weight 1, never counted in the figures or ceilings). Tried and not shipped unless the README says so.
 EVERYDAY = ("everyday-en",)
 LEARN_EVERYDAY = False
+# --round3: the third forum round (tests/labels/real-round3.tsv: drug-forum comments with danger words, picked
+# without the model) learned from as real text (group "round3": the real-text weight, never counted in the figures
+# or ceilings, like "retired"). Tried in README "Measured" (43); off, the shipped model's training.
+LEARN_ROUND3 = False
+ROUND3 = LABELS.with_name("real-round3.tsv")
 # --sure: choose a "sure" threshold too (choose_sure); tried 2026-11-29, not shipped (README, "Measured" (15)).
 SURE = False
 RECHOOSE = False  # --rechoose: ignore the previous model's thresholds (thresholds_for)
@@ -211,6 +216,8 @@ def training_rows(triager: Triager, data_dir: Path) -> tuple[list[Row], dict]:
         raise SystemExit(f"no real texts under {data_dir}: the model must learn from them (see ../shared/data)")
     for ex in real:
         add(ex, "sms" if ex.source == "sms" else "forum")
+    for ex in real_examples(ROUND3, data_dir) if LEARN_ROUND3 else ():
+        add(ex, "round3")
     labelled = {row["id"] for row in read_real_labels(LABELS)}
     plain = [(i, t) for i, t in sorted(real_texts(data_dir).items())
              if i.startswith("opiates-") and i not in labelled and t.strip() and not RISKY.search(t)]
@@ -235,7 +242,7 @@ def training_files() -> list[Path]:
     for name in ("dev", "dev2", "heldout"):
         files += sorted((CORPUS / name).glob("*.txt"))
     files += [ROOT / "replies" / "crisis" / n for n in ("rules.toml", "idioms.toml", "lexicon.toml")]
-    return files + [LABELS]
+    return files + [LABELS] + ([ROUND3] if LEARN_ROUND3 else [])
 
 
 # -- fitting -------------------------------------------------------------------------------------
@@ -275,7 +282,7 @@ def fit(rows: list[Row], c: float, cw, cm: int, wm: int, real_weight: float = 1.
     vecs = vectorizers(cm, wm)
     x = matrix(vecs, rows, fit=True)
     weight = np.array([real_weight * (forum_weight if r.group == "forum" else 1.0)
-                       if r.group in ("forum", "sms", "plain") else 1.0 for r in rows])
+                       if r.group in ("forum", "sms", "plain", "round3") else 1.0 for r in rows])
     heads = {}
     for head in BINARY_HEADS:
         idx = [i for i, r in enumerate(rows) if r.y[head] is not None]
@@ -442,7 +449,7 @@ def _labels(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
     """Each row's group, and its tier as the figures count it ("" for a retired row), read once per list."""
     if not _LABELS or _LABELS[0] is not rows:
         groups = np.array([r.group for r in rows])
-        _LABELS[:] = [rows, groups, np.where(groups == "retired", "", np.array([r.tier for r in rows]))]
+        _LABELS[:] = [rows, groups, np.where(np.isin(groups, ("retired", "round3")), "", np.array([r.tier for r in rows]))]
     return _LABELS[1], _LABELS[2]
 
 
@@ -716,7 +723,7 @@ def rethreshold(dump: str, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global SEED, TOL, LEARN_RETIRED, LEARN_EVERYDAY, PLAIN_SAMPLE, RECHOOSE, SURE, PAGING_KINDS, KEEP
+    global SEED, TOL, LEARN_RETIRED, LEARN_EVERYDAY, PLAIN_SAMPLE, RECHOOSE, SURE, PAGING_KINDS, KEEP, LEARN_ROUND3
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--data", default=str(DATA_DIR), help="folder with the real texts (../shared/data)")
@@ -746,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="choose the thresholds anew even where the previous model's still hold (see thresholds_for)")
     ap.add_argument("--keep-thresholds", action="store_true",
                     help="keep the previous model's thresholds even where they break a ceiling (see thresholds_for)")
+    ap.add_argument("--round3", action="store_true",
+                    help="learn from the third forum round too (ROUND3), without counting it in the figures")
     ap.add_argument("--forum-weight", type=float, metavar="F",
                     help="each labelled forum comment weighs F times the real-text weight (HYPER's sixth field, "
                          "1 when absent; tried in README \"Measured\" (42))")
@@ -757,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
                          "different seed shows how far a retrain moves the figures by chance")
     args = ap.parse_args(argv)
     SEED, TOL, LEARN_RETIRED, RECHOOSE, SURE = args.seed, args.tol, args.retired, args.rechoose, args.sure
-    LEARN_EVERYDAY, KEEP = args.everyday, args.keep_thresholds
+    LEARN_EVERYDAY, KEEP, LEARN_ROUND3 = args.everyday, args.keep_thresholds, args.round3
     if args.plain is not None:
         PLAIN_SAMPLE = args.plain
     previous = None if RECHOOSE else previous_thresholds(Path(args.out))  # read before it is overwritten
