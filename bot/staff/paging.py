@@ -75,7 +75,7 @@ def recipients(s: Session, widen: bool, exclude: set[int] = frozenset()) -> list
 _ON_CALL_AND_NEW_ID = union_all(
     select(literal_column("0").label("o"), writes.NEXT_ESCALATION_ID.label("escalation_id"),
            null().label("id"), null().label("phone")),
-    select(literal_column("1"), null(), Staff.id, Staff.phone).where(Staff.active.is_(True), Staff.on_call.is_(True)),
+    _ON_CALL.order_by(None).with_only_columns(literal_column("1"), null(), Staff.id, Staff.phone),
 ).order_by("o", "id")
 
 
